@@ -1,0 +1,63 @@
+"""The ``metatransformer`` command line."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Sequence
+
+from .encoders import CheckpointError, convert_checkpoint, convert_state_dict, read_state_dict
+from .encoders.config import list_encoder_presets, presets_matching
+
+
+def _convert(args: argparse.Namespace) -> int:
+    overrides = {k: v for k, v in {"act": args.act, "norm_eps": args.norm_eps}.items() if v is not None}
+    out = convert_checkpoint(args.source, args.output, config=args.preset, **overrides)
+    print(f"wrote {out / 'config.json'} and {out / 'model.safetensors'}")
+    return 0
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    converted = convert_state_dict(read_state_dict(args.checkpoint))
+    print(json.dumps({
+        "format": converted.source_format,
+        "depth": converted.depth,
+        "dim": converted.dim,
+        "mlp_hidden_dim": converted.mlp_hidden_dim,
+        "fits_presets": presets_matching(converted.dim, converted.depth),
+        "final_norm": "norm.weight" in converted.encoder,
+        "image_tokenizer_keys": sorted(converted.image_tokenizer),
+        "unused_keys": converted.unused,
+    }, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="metatransformer", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    convert = commands.add_parser("convert", help="convert an encoder checkpoint to safetensors + config.json")
+    convert.add_argument("source", help="Meta-Transformer .pth, timm or OpenCLIP state dict (.pth/.pt/.bin/.safetensors)")
+    convert.add_argument("output", help="output directory")
+    convert.add_argument("--preset", choices=list_encoder_presets(), help="architecture (default: the one that fits)")
+    convert.add_argument("--act", choices=["gelu", "quick_gelu"], help="activation (quick_gelu for OpenAI CLIP blocks)")
+    convert.add_argument("--norm-eps", type=float, help="LayerNorm eps (default 1e-5)")
+    convert.set_defaults(run=_convert)
+
+    inspect = commands.add_parser("inspect", help="detect a checkpoint's format and shape")
+    inspect.add_argument("checkpoint")
+    inspect.set_defaults(run=_inspect)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (CheckpointError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,365 @@
+"""Read encoder checkpoints in every format the originals published, and write our own.
+
+Formats (detected from the keys, see SPEC §2):
+
+- ``metatransformer``: Meta-Transformer's encoder file, an ``nn.Sequential`` of blocks: ``{i}.norm1.weight``...
+- ``timm``: a timm ViT state dict, ``blocks.{i}.*`` plus ``patch_embed``, ``cls_token``, ``pos_embed``,
+  ``norm_pre``, ``norm``, ``head``...; VideoMAE-style ``attn.q_bias``/``attn.v_bias`` are fused into ``qkv``.
+- ``open_clip``: an OpenCLIP visual tower, ``visual.transformer.resblocks.{i}.*`` (or without ``visual.``).
+- our own: a directory with ``config.json`` and ``model.safetensors`` (timm block keys).
+
+Everything is converted to one canonical layout: the encoder's ``blocks.{i}.*`` and ``norm.*``, the image
+tokenizer's ``patch_embed.*``, ``cls_token``, ``pos_embed``, ``norm_pre.*``, and a list of the keys that
+neither uses, which are reported rather than dropped silently.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Union
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .config import EncoderConfig, presets_matching
+
+_logger = logging.getLogger(__name__)
+
+PathLike = Union[str, os.PathLike]
+StateDict = dict[str, torch.Tensor]
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+PICKLE_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
+
+# Parameters inside one timm Block, the canonical layout.
+BLOCK_KEYS = (
+    "norm1.weight", "norm1.bias", "attn.qkv.weight", "attn.qkv.bias", "attn.proj.weight", "attn.proj.bias",
+    "norm2.weight", "norm2.bias", "mlp.fc1.weight", "mlp.fc1.bias", "mlp.fc2.weight", "mlp.fc2.bias",
+)
+_OPEN_CLIP_BLOCK_KEYS = {
+    "ln_1.weight": "norm1.weight", "ln_1.bias": "norm1.bias",
+    "attn.in_proj_weight": "attn.qkv.weight", "attn.in_proj_bias": "attn.qkv.bias",
+    "attn.out_proj.weight": "attn.proj.weight", "attn.out_proj.bias": "attn.proj.bias",
+    "ln_2.weight": "norm2.weight", "ln_2.bias": "norm2.bias",
+    "mlp.c_fc.weight": "mlp.fc1.weight", "mlp.c_fc.bias": "mlp.fc1.bias",
+    "mlp.c_proj.weight": "mlp.fc2.weight", "mlp.c_proj.bias": "mlp.fc2.bias",
+}
+# Non-block keys (relative to the tower's prefix) -> canonical key. "norm" goes to the encoder, the rest
+# to the image tokenizer.
+_TIMM_EXTRA_KEYS = {
+    "patch_embed.proj.weight": "patch_embed.weight", "patch_embed.proj.bias": "patch_embed.bias",
+    "cls_token": "cls_token", "pos_embed": "pos_embed",
+    "norm_pre.weight": "norm_pre.weight", "norm_pre.bias": "norm_pre.bias",
+    "norm.weight": "norm.weight", "norm.bias": "norm.bias",
+}
+_OPEN_CLIP_EXTRA_KEYS = {
+    "conv1.weight": "patch_embed.weight", "class_embedding": "cls_token", "positional_embedding": "pos_embed",
+    "ln_pre.weight": "norm_pre.weight", "ln_pre.bias": "norm_pre.bias",
+    # ln_post normalises the pooled token; per token it is the same LayerNorm as a final norm.
+    "ln_post.weight": "norm.weight", "ln_post.bias": "norm.bias",
+}
+_BLOCK_PATTERNS = {
+    "timm": re.compile(r"^(?P<prefix>(?:.*\.)?)blocks\.(?P<index>\d+)\.(?P<key>.+)$"),
+    "open_clip": re.compile(r"^(?P<prefix>(?:.*\.)?)transformer\.resblocks\.(?P<index>\d+)\.(?P<key>.+)$"),
+    "metatransformer": re.compile(r"^(?P<prefix>(?:module\.)?)(?P<index>\d+)\.(?P<key>(?:norm1|norm2|attn|mlp)\..+)$"),
+}
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read or does not fit the model it is loaded into."""
+
+
+@dataclass
+class ConvertedCheckpoint:
+    """A checkpoint in the canonical layout.
+
+    Attributes:
+        source_format: ``metatransformer``, ``timm`` or ``open_clip``.
+        encoder: ``blocks.{i}.*`` and, if the source has a final norm, ``norm.*``.
+        image_tokenizer: ``patch_embed.weight`` (d, c, p, p), ``patch_embed.bias``, ``cls_token`` (1, 1, d),
+            ``pos_embed`` (1, n, d), ``norm_pre.*``, where the source has them.
+        unused: source keys that neither the encoder nor the image tokenizer takes (heads, text tower...).
+    """
+
+    source_format: str
+    encoder: StateDict
+    image_tokenizer: StateDict = field(default_factory=dict)
+    unused: list[str] = field(default_factory=list)
+
+    @property
+    def depth(self) -> int:
+        return len({k.split(".")[1] for k in self.encoder if k.startswith("blocks.")})
+
+    @property
+    def dim(self) -> int:
+        return self.encoder["blocks.0.norm1.weight"].shape[0]
+
+    @property
+    def mlp_hidden_dim(self) -> int:
+        return self.encoder["blocks.0.mlp.fc1.weight"].shape[0]
+
+    def describe(self) -> str:
+        fits = presets_matching(self.dim, self.depth)
+        fit = f"fits preset {fits[0]!r}" if fits else "fits no preset: pass an EncoderConfig"
+        return f"{self.depth} blocks of width {self.dim}, mlp {self.mlp_hidden_dim} ({fit})"
+
+
+def read_state_dict(path: PathLike) -> StateDict:
+    """Read a state dict from ``.safetensors`` or a pickle (``.pth``/``.pt``/``.bin``/``.ckpt``).
+
+    Pickles are read with ``weights_only=True``; a training checkpoint that wraps the weights under
+    ``state_dict``, ``model`` or ``module`` is unwrapped.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: the file is empty")
+    if path.suffix == ".safetensors":
+        try:
+            return load_file(path)
+        except (SafetensorError, OSError) as err:
+            raise CheckpointError(f"{path}: not a readable safetensors file ({err})") from err
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for a truncated or foreign file
+        raise CheckpointError(
+            f"{path}: could not be read as a PyTorch state dict with weights_only=True "
+            f"(truncated, not a checkpoint, or it pickles objects other than tensors): {err}"
+        ) from err
+    return _unwrap_state_dict(obj, path)
+
+
+def _unwrap_state_dict(obj: Any, source: Any) -> StateDict:
+    for _ in range(3):  # {"model": {"state_dict": ...}} at most this deep in practice
+        if isinstance(obj, Mapping) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+            return dict(obj)
+        if isinstance(obj, Mapping):
+            inner = next((obj[k] for k in ("state_dict", "model", "module") if k in obj), None)
+            if inner is not None:
+                obj = inner
+                continue
+        break
+    raise CheckpointError(f"{source}: expected a mapping of parameter names to tensors, got {type(obj).__name__}")
+
+
+def convert_state_dict(state_dict: Mapping[str, torch.Tensor], *, prefix: str | None = None) -> ConvertedCheckpoint:
+    """Detect the format of a state dict and convert it to the canonical layout.
+
+    Args:
+        state_dict: parameter name -> tensor, in any supported format.
+        prefix: the key prefix of the transformer tower when several towers are present (for example
+            ``"visual."``); detected when None.
+
+    Raises:
+        CheckpointError: no transformer blocks found, ambiguous towers, or an unknown key inside a block.
+    """
+    found = _find_blocks(state_dict)
+    if not found:
+        sample = ", ".join(list(state_dict)[:5])
+        raise CheckpointError(
+            "no transformer blocks found: expected keys like '0.attn.qkv.weight' (Meta-Transformer), "
+            "'blocks.0.attn.qkv.weight' (timm) or 'visual.transformer.resblocks.0.attn.in_proj_weight' "
+            f"(OpenCLIP); the checkpoint's keys start with: {sample}"
+        )
+    if prefix is None:
+        towers = sorted(found)
+        if len(towers) > 1:
+            visual = [t for t in towers if t[1].startswith("visual.")]
+            if len(visual) != 1:
+                raise CheckpointError(f"blocks found under several prefixes {[t[1] for t in towers]}; pass prefix=")
+            towers = visual
+        source_format, prefix = towers[0]
+    else:
+        matches = [t for t in found if t[1] == prefix]
+        if not matches:
+            raise CheckpointError(f"no blocks under prefix {prefix!r}; found {sorted(t[1] for t in found)}")
+        source_format = matches[0][0]
+
+    block_keys = found[(source_format, prefix)]
+    converted = ConvertedCheckpoint(source_format=source_format, encoder={})
+    used: set[str] = set()
+    for source_key, (index, key) in block_keys.items():
+        used.add(source_key)
+        if source_format == "open_clip":
+            if key not in _OPEN_CLIP_BLOCK_KEYS:
+                raise CheckpointError(f"{source_key}: unknown parameter in an OpenCLIP block (supported: "
+                                      f"{sorted(_OPEN_CLIP_BLOCK_KEYS)})")
+            key = _OPEN_CLIP_BLOCK_KEYS[key]
+        converted.encoder[f"blocks.{index}.{key}"] = state_dict[source_key]
+    _fuse_separate_qkv_bias(converted.encoder)
+
+    extras = _OPEN_CLIP_EXTRA_KEYS if source_format == "open_clip" else _TIMM_EXTRA_KEYS
+    for source_suffix, key in extras.items():
+        source_key = prefix + source_suffix
+        if source_key not in state_dict:
+            continue
+        tensor = state_dict[source_key]
+        if key == "patch_embed.weight" and tensor.dim() != 4:
+            continue  # a video (Conv3d) patch embedding is not an image tokenizer's
+        used.add(source_key)
+        if key.startswith("norm."):
+            converted.encoder[key] = tensor
+        else:
+            converted.image_tokenizer[key] = _to_timm_layout(key, tensor)
+    converted.unused = sorted(set(state_dict) - used)
+    return converted
+
+
+def _find_blocks(state_dict: Mapping[str, torch.Tensor]) -> dict[tuple[str, str], dict[str, tuple[int, str]]]:
+    """Group block parameters by (format, prefix): source key -> (block index, key inside the block)."""
+    found: dict[tuple[str, str], dict[str, tuple[int, str]]] = {}
+    for source_key in state_dict:
+        for fmt, pattern in _BLOCK_PATTERNS.items():
+            match = pattern.match(source_key)
+            if match is None:
+                continue
+            found.setdefault((fmt, match["prefix"]), {})[source_key] = (int(match["index"]), match["key"])
+            break
+    return found
+
+
+def _fuse_separate_qkv_bias(encoder: StateDict) -> None:
+    """VideoMAE/BEiT blocks store q and v biases and no k bias: qkv.bias = cat(q_bias, 0, v_bias)."""
+    for key in [k for k in encoder if k.endswith(".attn.q_bias")]:
+        block = key[: -len("q_bias")]
+        q_bias, v_bias = encoder.pop(key), encoder.pop(block + "v_bias")
+        encoder[block + "qkv.bias"] = torch.cat([q_bias, torch.zeros_like(q_bias), v_bias])
+
+
+def _to_timm_layout(key: str, tensor: torch.Tensor) -> torch.Tensor:
+    if key == "cls_token" and tensor.dim() == 1:  # OpenCLIP class_embedding (d,)
+        return tensor.reshape(1, 1, -1)
+    if key == "pos_embed" and tensor.dim() == 2:  # OpenCLIP positional_embedding (n, d)
+        return tensor.unsqueeze(0)
+    return tensor
+
+
+def load_state_dict_source(source: Any) -> StateDict:
+    """A state dict from a file path or a mapping."""
+    if isinstance(source, Mapping):
+        return _unwrap_state_dict(source, "state dict")
+    return read_state_dict(source)
+
+
+def load_encoder_weights(encoder: torch.nn.Module, source: Any, *, strict: bool = True) -> ConvertedCheckpoint:
+    """Load a checkpoint of any supported format into a :class:`SharedEncoder`.
+
+    A source ``norm.*`` is loaded when the encoder has a final norm and reported otherwise. With
+    ``strict``, a missing or unexpected block key, a shape difference, or a depth/width mismatch
+    raises a :class:`CheckpointError` that names the keys and the preset that would fit.
+
+    Returns:
+        the converted checkpoint, whose ``unused`` lists the keys that were not loaded.
+    """
+    name = source if not isinstance(source, Mapping) else "state dict"
+    converted = convert_state_dict(load_state_dict_source(source))
+    config: EncoderConfig = encoder.config
+    _check_block_indices(converted, name)
+    if (converted.depth, converted.dim, converted.mlp_hidden_dim) != (config.depth, config.dim, config.mlp_hidden_dim):
+        fits = presets_matching(config.dim, config.depth)
+        raise CheckpointError(
+            f"{name}: the checkpoint ({converted.source_format}) has {converted.describe()}; the encoder has "
+            f"{config.depth} blocks of width {config.dim}, mlp {config.mlp_hidden_dim}"
+            + (f" (preset {fits[0]!r})" if fits else "")
+        )
+    weights = dict(converted.encoder)
+    if not config.final_norm:
+        converted.unused += sorted(k for k in weights if k.startswith("norm."))
+        weights = {k: v for k, v in weights.items() if not k.startswith("norm.")}
+    expected = encoder.state_dict()
+    missing = sorted(set(expected) - set(weights))
+    unexpected = sorted(set(weights) - set(expected))
+    mismatched = [f"{k}: checkpoint {tuple(weights[k].shape)} vs encoder {tuple(v.shape)}"
+                  for k, v in expected.items() if k in weights and weights[k].shape != v.shape]
+    if mismatched:
+        raise CheckpointError(f"{name}: shape mismatch in {len(mismatched)} tensors: " + "; ".join(mismatched[:8]))
+    if strict and (missing or unexpected):
+        raise CheckpointError(f"{name}: missing keys {missing[:10]}{' ...' if len(missing) > 10 else ''}, "
+                              f"unexpected keys {unexpected[:10]}{' ...' if len(unexpected) > 10 else ''}")
+    encoder.load_state_dict(weights, strict=strict)
+    if converted.unused:
+        _logger.info("%s: %d checkpoint keys not used by the encoder: %s", name, len(converted.unused),
+                     ", ".join(converted.unused[:10]))
+    return converted
+
+
+def _check_block_indices(converted: ConvertedCheckpoint, name: Any) -> None:
+    indices = sorted({int(k.split(".")[1]) for k in converted.encoder if k.startswith("blocks.")})
+    gaps = sorted(set(range(indices[-1] + 1)) - set(indices))
+    if gaps:
+        raise CheckpointError(f"{name}: blocks {gaps} are missing (found blocks {indices[0]}..{indices[-1]}); "
+                              "the checkpoint is incomplete")
+    per_block = {i: sum(1 for k in converted.encoder if k.startswith(f"blocks.{i}.")) for i in indices}
+    incomplete = {i: n for i, n in per_block.items() if n < max(per_block.values())}
+    if incomplete:
+        raise CheckpointError(f"{name}: blocks {sorted(incomplete)} have fewer tensors than the others; "
+                              "the checkpoint is incomplete")
+
+
+def save_encoder(encoder: torch.nn.Module, directory: PathLike) -> Path:
+    """Write the encoder as ``config.json`` + ``model.safetensors`` in ``directory``."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state_dict = {k: v.detach().contiguous() for k, v in encoder.state_dict().items()}
+    save_file(state_dict, directory / WEIGHTS_NAME, metadata={"format": "pt", "library": "metatransformer"})
+    (directory / CONFIG_NAME).write_text(json.dumps({"encoder": encoder.config.to_dict()}, indent=2) + "\n")
+    return directory
+
+
+def read_encoder_dir(path: PathLike) -> tuple[EncoderConfig, StateDict] | None:
+    """Read a directory written by :func:`save_encoder`; None if ``path`` is not such a directory."""
+    path = Path(path)
+    if not path.is_dir():
+        return None
+    config_file, weights_file = path / CONFIG_NAME, path / WEIGHTS_NAME
+    for required in (config_file, weights_file):
+        if not required.is_file():
+            raise CheckpointError(f"{path}: expected {CONFIG_NAME} and {WEIGHTS_NAME}; {required.name} is missing")
+    try:
+        config_data = json.loads(config_file.read_text())["encoder"]
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise CheckpointError(f"{config_file}: expected a JSON object with an 'encoder' field ({err})") from err
+    try:
+        config = EncoderConfig.from_dict(config_data)
+    except (ValueError, TypeError) as err:
+        raise CheckpointError(f"{config_file}: {err}") from err
+    return config, read_state_dict(weights_file)
+
+
+def convert_checkpoint(
+        source: PathLike | Mapping[str, torch.Tensor],
+        output_dir: PathLike,
+        *,
+        config: EncoderConfig | str | None = None,
+        **overrides: Any,
+) -> Path:
+    """Convert a checkpoint in any supported format into our safetensors + JSON config directory.
+
+    Args:
+        source: a checkpoint file or state dict.
+        output_dir: directory to write ``config.json`` and ``model.safetensors`` to.
+        config: the architecture; by default the preset whose width and depth fit the checkpoint.
+        **overrides: config fields, e.g. ``act="quick_gelu"`` for OpenAI CLIP blocks.
+    """
+    from .encoder import SharedEncoder
+    from .config import get_encoder_config
+
+    state_dict = load_state_dict_source(source)
+    if config is None:
+        converted = convert_state_dict(state_dict)
+        fits = presets_matching(converted.dim, converted.depth)
+        if not fits:
+            raise CheckpointError(f"{source if not isinstance(source, Mapping) else 'state dict'}: "
+                                  f"{converted.describe()}; pass config= with the head count")
+        config = fits[0]
+        if "final_norm" not in overrides:
+            overrides["final_norm"] = "norm.weight" in converted.encoder
+    encoder = SharedEncoder(config=get_encoder_config(config, **overrides))
+    load_encoder_weights(encoder, state_dict)
+    return save_encoder(encoder, output_dir)
