@@ -1,0 +1,44 @@
+"""Timing helpers shared by the benchmarks: interleaved runs, medians, and a matmul roofline."""
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Callable
+
+import torch
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def interleaved_medians(
+        candidates: dict[str, Callable[[], object]],
+        *,
+        repeats: int,
+        warmup: int = 1,
+        device: torch.device = torch.device("cpu"),
+) -> dict[str, float]:
+    """Median seconds per call of each candidate, timed round-robin so drift hits all of them alike."""
+    for fn in candidates.values():
+        for _ in range(warmup):
+            fn()
+    samples: dict[str, list[float]] = {name: [] for name in candidates}
+    for _ in range(repeats):
+        for name, fn in candidates.items():
+            synchronize(device)
+            start = time.perf_counter()
+            fn()
+            synchronize(device)
+            samples[name].append(time.perf_counter() - start)
+    return {name: statistics.median(times) for name, times in samples.items()}
+
+
+def matmul_gflops(n: int = 2048, *, repeats: int = 5, device: torch.device = torch.device("cpu"),
+                  dtype: torch.dtype = torch.float32) -> float:
+    """Achieved GFLOP/s of a square matmul: the practical ceiling for the transformer's dense work."""
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    seconds = interleaved_medians({"matmul": lambda: a @ b}, repeats=repeats, device=device)["matmul"]
+    return 2 * n ** 3 / seconds / 1e9

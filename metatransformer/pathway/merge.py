@@ -1,0 +1,90 @@
+"""Merging the pathway away: W ← W + Σ λ·W_aux gives the original architecture and keys, at zero inference cost."""
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+from safetensors.torch import save_file
+
+from .layer import PathwayLinear
+from .reparam import pathway_layers
+
+
+def merge_pathway(model: nn.Module) -> int:
+    """Replace every :class:`PathwayLinear` in ``model`` with a plain ``nn.Linear`` holding the merged weight.
+
+    Merge before ``torch.compile``, export or deployment. Returns the number of merged layers.
+    """
+    layers = pathway_layers(model)
+    for name, layer in layers.items():
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        setattr(parent, child, layer.to_linear())
+    return len(layers)
+
+
+def merged_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The state dict ``model`` will have once merged: the original keys, no auxiliary weights or λ.
+
+    The model itself is not changed.
+    """
+    layers = pathway_layers(model)
+    state_dict: dict[str, torch.Tensor] = {}
+    for key, value in model.state_dict().items():
+        owner, _, leaf = key.rpartition(".")
+        pathway_owner = next((n for n in layers if owner == n or owner.startswith(n + ".")), None)
+        if pathway_owner is None:
+            state_dict[key] = value
+        elif owner == pathway_owner and leaf == "target_weight":
+            layer = layers[pathway_owner]
+            state_dict[f"{pathway_owner}.weight"] = layer.merged_weight().detach().to(layer.target_weight.dtype)
+        elif owner == pathway_owner and leaf == "bias":
+            state_dict[key] = value
+    return state_dict
+
+
+def export_merged(model: nn.Module, path: str | Path) -> Path:
+    """Write the merged model with its original keys.
+
+    A :class:`~metatransformer.encoders.SharedEncoder` (or a model with an ``encoder`` config) is written as
+    our directory format (``config.json`` + ``model.safetensors``); any other model (e.g. a timm ViT) as one
+    ``.safetensors`` file that loads strictly into the un-re-parameterized architecture.
+    """
+    from ..encoders import EncoderConfig
+    from ..encoders.checkpoint import CONFIG_NAME, WEIGHTS_NAME
+
+    path = Path(path)
+    tensors = {k: v.detach().contiguous() for k, v in merged_state_dict(model).items()}
+    config = getattr(model, "config", None)
+    if isinstance(config, EncoderConfig):
+        path.mkdir(parents=True, exist_ok=True)
+        save_file(tensors, path / WEIGHTS_NAME, metadata={"format": "pt", "library": "metatransformer"})
+        (path / CONFIG_NAME).write_text(json.dumps({"encoder": config.to_dict()}, indent=2) + "\n")
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, path, metadata={"format": "pt"})
+    return path
+
+
+@torch.no_grad()
+def check_merge(model: nn.Module, *inputs: Any, atol: float = 1e-5) -> float:
+    """Compare ``model`` with a merged copy on ``inputs``; return the max abs difference.
+
+    Raises:
+        AssertionError: the difference exceeds ``atol``.
+    """
+    merged = copy.deepcopy(model)
+    merge_pathway(merged)
+    was_training = model.training
+    model.eval(), merged.eval()
+    try:
+        difference = (model(*inputs) - merged(*inputs)).abs().max().item()
+    finally:
+        model.train(was_training)
+    if difference > atol:
+        raise AssertionError(f"merged and un-merged outputs differ by {difference:.3g} > atol={atol}")
+    return difference
