@@ -248,7 +248,8 @@ def load_state_dict_source(source: Any) -> StateDict:
 
 
 def load_encoder_weights(encoder: torch.nn.Module, source: Any, *, strict: bool = True) -> ConvertedCheckpoint:
-    """Load a checkpoint of any supported format into a :class:`SharedEncoder`.
+    """Load a checkpoint of any supported format (a file, a state dict, or an already
+    :class:`ConvertedCheckpoint`) into a :class:`SharedEncoder`.
 
     A source ``norm.*`` is loaded when the encoder has a final norm and reported otherwise. With
     ``strict``, a missing or unexpected block key, a shape difference, or a depth/width mismatch
@@ -257,8 +258,11 @@ def load_encoder_weights(encoder: torch.nn.Module, source: Any, *, strict: bool 
     Returns:
         the converted checkpoint, whose ``unused`` lists the keys that were not loaded.
     """
-    name = source if not isinstance(source, Mapping) else "state dict"
-    converted = convert_state_dict(load_state_dict_source(source))
+    if isinstance(source, ConvertedCheckpoint):
+        name, converted = "checkpoint", ConvertedCheckpoint(**vars(source) | {"unused": list(source.unused)})
+    else:
+        name = source if not isinstance(source, Mapping) else "state dict"
+        converted = convert_state_dict(load_state_dict_source(source))
     config: EncoderConfig = encoder.config
     _check_block_indices(converted, name)
     if (converted.depth, converted.dim, converted.mlp_hidden_dim) != (config.depth, config.dim, config.mlp_hidden_dim):
