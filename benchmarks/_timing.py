@@ -1,6 +1,7 @@
-"""Timing helpers shared by the benchmarks: interleaved runs, medians, and a matmul roofline."""
+"""Helpers shared by the benchmarks: common arguments, interleaved runs, medians, and a matmul roofline."""
 from __future__ import annotations
 
+import argparse
 import statistics
 import time
 from typing import Callable
@@ -42,3 +43,14 @@ def matmul_gflops(n: int = 2048, *, repeats: int = 5, device: torch.device = tor
     b = torch.randn(n, n, device=device, dtype=dtype)
     seconds = interleaved_medians({"matmul": lambda: a @ b}, repeats=repeats, device=device)["matmul"]
     return 2 * n ** 3 / seconds / 1e9
+
+
+def benchmark_parser(doc: str, *, preset: str) -> argparse.ArgumentParser:
+    """The arguments every benchmark takes: model preset, batch x tokens, repeats, device."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default=preset)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--tokens", type=int, default=197)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    return parser

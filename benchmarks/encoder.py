@@ -7,12 +7,11 @@ achieved GFLOP/s against a square float32 matmul measured in the same process (t
 """
 from __future__ import annotations
 
-import argparse
 
 import torch
 from timm.models.vision_transformer import VisionTransformer
 
-from _timing import interleaved_medians, matmul_gflops
+from _timing import benchmark_parser, interleaved_medians, matmul_gflops
 from metatransformer.encoders import create_encoder, get_encoder_config
 
 
@@ -24,13 +23,7 @@ def encoder_flops(dim: int, mlp_hidden: int, depth: int, batch: int, tokens: int
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", default="base")
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--tokens", type=int, default=197)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    args = parser.parse_args()
+    args = benchmark_parser(__doc__, preset="base").parse_args()
     device = torch.device(args.device)
     config = get_encoder_config(args.preset)
 

@@ -12,14 +12,13 @@ Training memory is counted exactly, the same way on every device: parameters + g
 """
 from __future__ import annotations
 
-import argparse
 import copy
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from _timing import interleaved_medians
+from _timing import benchmark_parser, interleaved_medians
 from metatransformer.encoders import create_encoder
 from metatransformer.pathway import (
     DEFAULT_LAYERS,
@@ -81,13 +80,7 @@ def _step(model: nn.Module, optimizer: torch.optim.Optimizer, inputs: torch.Tens
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", default="small")
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--tokens", type=int, default=197)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    args = parser.parse_args()
+    args = benchmark_parser(__doc__, preset="small").parse_args()
     device = torch.device(args.device)
 
     torch.manual_seed(0)

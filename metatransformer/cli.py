@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Sequence
 
 from .encoders import CheckpointError, convert_checkpoint, convert_state_dict, read_state_dict
@@ -32,6 +33,33 @@ def _inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _embed(args: argparse.Namespace) -> int:
+    import torch
+    from safetensors.torch import save_file
+
+    from .embed import collect_files, embed_files
+    from .model import MetaTransformer, create_model
+
+    if args.model:
+        model = MetaTransformer.from_pretrained(args.model)
+    else:
+        if args.checkpoint is None:
+            print("warning: no --checkpoint or --model given; the encoder has random weights", file=sys.stderr)
+        model = create_model(args.preset, modalities=[args.modality], checkpoint=args.checkpoint)
+    model.to(args.device).eval()
+    files = collect_files(args.inputs)
+    result = embed_files(model, args.modality, files, batch_size=args.batch_size, pool=args.pool)
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    save_file({"embeddings": result.embeddings.contiguous()}, output)
+    index = output.with_suffix(".json")
+    index.write_text(json.dumps({"modality": args.modality, "dim": int(result.embeddings.shape[1]),
+                                 "files": result.paths, "errors": result.errors}, indent=2) + "\n")
+    print(f"embedded {len(result.paths)} of {len(files)} files -> {output} ({tuple(result.embeddings.shape)}), "
+          f"index {index}; {len(result.errors)} skipped (reasons in the index)")
+    return 0 if result.paths or not files else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="metatransformer", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -43,6 +71,18 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--act", choices=["gelu", "quick_gelu"], help="activation (quick_gelu for OpenAI CLIP blocks)")
     convert.add_argument("--norm-eps", type=float, help="LayerNorm eps (default 1e-5)")
     convert.set_defaults(run=_convert)
+
+    embed = commands.add_parser("embed", help="embed files (or folders of files) into one safetensors file")
+    embed.add_argument("inputs", nargs="+", help="files or directories")
+    embed.add_argument("--modality", default="image", help="modality of the files (image, infrared, xray)")
+    embed.add_argument("--preset", default="base", choices=list_encoder_presets())
+    embed.add_argument("--checkpoint", help="encoder checkpoint (Meta-Transformer, timm, OpenCLIP or ours)")
+    embed.add_argument("--model", help="a directory written by MetaTransformer.save_pretrained (overrides --preset)")
+    embed.add_argument("--pool", choices=["cls", "mean", "max"], help="pooling (default: cls)")
+    embed.add_argument("--batch-size", type=int, default=32)
+    embed.add_argument("--device", default="cpu")
+    embed.add_argument("--output", default="embeddings.safetensors")
+    embed.set_defaults(run=_embed)
 
     inspect = commands.add_parser("inspect", help="detect a checkpoint's format and shape")
     inspect.add_argument("checkpoint")

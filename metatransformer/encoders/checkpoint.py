@@ -308,11 +308,16 @@ def _check_block_indices(converted: ConvertedCheckpoint, name: Any) -> None:
 
 def save_encoder(encoder: torch.nn.Module, directory: PathLike) -> Path:
     """Write the encoder as ``config.json`` + ``model.safetensors`` in ``directory``."""
+    return write_encoder_dir(encoder.state_dict(), encoder.config, directory)
+
+
+def write_encoder_dir(state_dict: Mapping[str, torch.Tensor], config: EncoderConfig, directory: PathLike) -> Path:
+    """Write encoder weights and their config in our directory format."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    state_dict = {k: v.detach().contiguous() for k, v in encoder.state_dict().items()}
-    save_file(state_dict, directory / WEIGHTS_NAME, metadata={"format": "pt", "library": "metatransformer"})
-    (directory / CONFIG_NAME).write_text(json.dumps({"encoder": encoder.config.to_dict()}, indent=2) + "\n")
+    tensors = {k: v.detach().contiguous() for k, v in state_dict.items()}
+    save_file(tensors, directory / WEIGHTS_NAME, metadata={"format": "pt", "library": "metatransformer"})
+    (directory / CONFIG_NAME).write_text(json.dumps({"encoder": config.to_dict()}, indent=2) + "\n")
     return directory
 
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import copy
-import json
 from pathlib import Path
 from typing import Any
 
@@ -55,16 +54,13 @@ def export_merged(model: nn.Module, path: str | Path) -> Path:
     ``.safetensors`` file that loads strictly into the un-re-parameterized architecture.
     """
     from ..encoders import EncoderConfig
-    from ..encoders.checkpoint import CONFIG_NAME, WEIGHTS_NAME
+    from ..encoders.checkpoint import write_encoder_dir
 
     path = Path(path)
-    tensors = {k: v.detach().contiguous() for k, v in merged_state_dict(model).items()}
     config = getattr(model, "config", None)
     if isinstance(config, EncoderConfig):
-        path.mkdir(parents=True, exist_ok=True)
-        save_file(tensors, path / WEIGHTS_NAME, metadata={"format": "pt", "library": "metatransformer"})
-        (path / CONFIG_NAME).write_text(json.dumps({"encoder": config.to_dict()}, indent=2) + "\n")
-        return path
+        return write_encoder_dir(merged_state_dict(model), config, path)
+    tensors = {k: v.detach().contiguous() for k, v in merged_state_dict(model).items()}
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(tensors, path, metadata={"format": "pt"})
     return path
