@@ -9,8 +9,8 @@ from typing import Callable
 import torch
 
 
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
+def synchronize(device: torch.device | None) -> None:
+    if device is not None and device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
@@ -19,7 +19,7 @@ def interleaved_medians(
         *,
         repeats: int,
         warmup: int = 1,
-        device: torch.device = torch.device("cpu"),
+        device: torch.device | None = None,
 ) -> dict[str, float]:
     """Median seconds per call of each candidate, timed round-robin so drift hits all of them alike."""
     for fn in candidates.values():
@@ -36,7 +36,7 @@ def interleaved_medians(
     return {name: statistics.median(times) for name, times in samples.items()}
 
 
-def matmul_gflops(n: int = 2048, *, repeats: int = 5, device: torch.device = torch.device("cpu"),
+def matmul_gflops(n: int = 2048, *, repeats: int = 5, device: torch.device | None = None,
                   dtype: torch.dtype = torch.float32) -> float:
     """Achieved GFLOP/s of a square matmul: the practical ceiling for the transformer's dense work."""
     a = torch.randn(n, n, device=device, dtype=dtype)

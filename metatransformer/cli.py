@@ -34,7 +34,6 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _embed(args: argparse.Namespace) -> int:
-    import torch
     from safetensors.torch import save_file
 
     from .embed import collect_files, embed_files

@@ -9,10 +9,10 @@ from typing import Any, Mapping, NamedTuple, Sequence
 
 import torch
 import torch.nn as nn
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from . import __version__
-from .data2seq import ImageTokenizer, TokenSequence, Tokenizer, canonical_modality, create_tokenizer
+from .data2seq import ImageTokenizer, TokenSequence, Tokenizer, canonical_modality, create_tokenizer, get_tokenizer_class
 from .encoders import EncoderConfig, SharedEncoder, get_encoder_config
 from .encoders.checkpoint import (
     CONFIG_NAME,
@@ -22,7 +22,7 @@ from .encoders.checkpoint import (
     load_encoder_weights,
     load_state_dict_source,
 )
-from .heads import Head, create_head, pool_tokens
+from .heads import create_head, pool_tokens
 
 _logger = logging.getLogger(__name__)
 _CONFIG_FIELDS = ("encoder", "tokenizers", "heads", "freeze_encoder")
@@ -181,9 +181,17 @@ class MetaTransformer(nn.Module):
         return directory
 
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike, *, map_location: str | torch.device = "cpu") -> "MetaTransformer":
-        """Rebuild a model saved by :meth:`save_pretrained` (local directory); weights load strictly."""
-        directory = Path(directory)
+    def from_pretrained(cls, name_or_path: str | os.PathLike, *, revision: str | None = None,
+                        map_location: str | torch.device = "cpu") -> "MetaTransformer":
+        """Rebuild a model saved by :meth:`save_pretrained`; weights load strictly.
+
+        Args:
+            name_or_path: a local directory, or a Hugging Face Hub repo id (fetched through the Hub cache;
+                ``HF_HUB_OFFLINE=1`` uses the cache only).
+            revision: Hub revision (branch, tag or commit).
+            map_location: device to put the model on.
+        """
+        directory = _resolve_pretrained_dir(name_or_path, revision)
         config_file, weights_file = directory / CONFIG_NAME, directory / WEIGHTS_NAME
         for required in (config_file, weights_file):
             if not required.is_file():
@@ -210,6 +218,20 @@ class MetaTransformer(nn.Module):
                                   f"unexpected tensors {unexpected[:10]}, shape mismatches {mismatched[:10]}")
         model.load_state_dict(state_dict, strict=True)
         return model.to(map_location)
+
+
+def _resolve_pretrained_dir(name_or_path: str | os.PathLike, revision: str | None) -> Path:
+    path = Path(name_or_path)
+    if path.is_dir():
+        return path
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HFValidationError
+
+    try:
+        return Path(snapshot_download(str(name_or_path), revision=revision, allow_patterns=[CONFIG_NAME, WEIGHTS_NAME]))
+    except (HFValidationError, OSError, ValueError) as err:
+        raise CheckpointError(f"{name_or_path}: not a local directory, and the Hugging Face Hub repo could not be "
+                              f"fetched or found in the cache: {err}") from err
 
 
 def _as_inputs(modality: str | Mapping[str, Any], batch: Any) -> Mapping[str, Any]:
@@ -262,6 +284,4 @@ def create_model(
 
 
 def _is_image_like(modality: str) -> bool:
-    from .data2seq import get_tokenizer_class
-
     return issubclass(get_tokenizer_class(modality), ImageTokenizer)

@@ -113,3 +113,12 @@ def test_meta_transformer_checkpoint_loads_into_the_model():
     tokens = torch.randn(2, 5, 64)
     with torch.no_grad():
         assert (model.encoder(tokens) - reference(tokens)).abs().max() <= 1e-5
+
+
+def test_unknown_directory_or_repo_is_a_clear_error(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # read at import time; no network in tests
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    with pytest.raises(CheckpointError, match="no-such-user/no-such-model: not a local directory"):
+        MetaTransformer.from_pretrained("no-such-user/no-such-model")

@@ -26,7 +26,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .config import EncoderConfig, presets_matching
+from .config import EncoderConfig, get_encoder_config, presets_matching
 
 _logger = logging.getLogger(__name__)
 
@@ -356,8 +356,7 @@ def convert_checkpoint(
         config: the architecture; by default the preset whose width and depth fit the checkpoint.
         **overrides: config fields, e.g. ``act="quick_gelu"`` for OpenAI CLIP blocks.
     """
-    from .encoder import SharedEncoder
-    from .config import get_encoder_config
+    from .encoder import SharedEncoder  # encoder.py imports this module
 
     state_dict = load_state_dict_source(source)
     if config is None:

@@ -9,7 +9,6 @@ import torch
 import torch.nn as nn
 from safetensors.torch import save_file
 
-from .layer import PathwayLinear
 from .reparam import pathway_layers
 
 

@@ -35,6 +35,7 @@ class PathwayReport:
         scale_parameters: λ values added.
         trainable_parameters_added: parameters added that receive gradients.
         memory_bytes_added: storage of the added parameters (gradients and optimizer state not included).
+        target_parameters: parameters of the target before re-parameterization.
     """
 
     block_pairs: list[list[tuple[int, int]]] = field(default_factory=list)
@@ -208,7 +209,7 @@ def reparameterize_aux_into_target_model(
         aux_block_lists.append(aux_blocks)
 
     wrapped: dict[tuple[int, str], tuple[nn.Linear, list[torch.Tensor]]] = {}
-    for aux_index, (pairs, aux_blocks) in enumerate(zip(report.block_pairs, aux_block_lists)):
+    for pairs, aux_blocks in zip(report.block_pairs, aux_block_lists):
         for target_index, aux_block_index in pairs:
             target_block, aux_block = target_blocks[target_index], aux_blocks[aux_block_index]
             where = f"target block {target_index} / aux block {aux_block_index}"

@@ -32,6 +32,9 @@ def test_metatransformer_file_loads_strictly_and_matches(tmp_path, preset):
     x = torch.randn(2, 197, dims[0])
     with torch.no_grad():
         assert (encoder(x) - reference(x)).abs().max() <= 1e-5
+    if preset == "large":  # the real file into the wrong preset
+        with pytest.raises(CheckpointError, match=r"Meta-Transformer_encoder.pth.*24 blocks of width 1024.*'large'"):
+            create_encoder("base", checkpoint=path)
 
 
 def test_timm_vit_blocks_and_final_norm_match_and_extras_are_reported():
