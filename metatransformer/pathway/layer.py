@@ -143,6 +143,14 @@ class PathwayLinear(nn.Module):
             self.scales.append(nn.Parameter(torch.full((scale_groups,), float(scale_init), device=device,
                                                        dtype=torch.float32), requires_grad=learnable_scale))
 
+    def _apply(self, fn, recurse=True):
+        # λ stays float32 under model.to(torch.bfloat16) / .half(): its small updates would round away.
+        super()._apply(fn, recurse)
+        for scale in self.scales:
+            if scale.dtype != torch.float32:
+                scale.data = scale.data.float()
+        return self
+
     @property
     def weight(self) -> torch.Tensor:
         """The effective weight W + Σ λ_k·W_aux,k, in the target weight's dtype."""

@@ -37,6 +37,19 @@ def test_metatransformer_file_loads_strictly_and_matches(tmp_path, preset):
             create_encoder("base", checkpoint=path)
 
 
+def test_issue_form_of_the_checkpoint_with_timm_default_blocks(tmp_path):
+    # Block(768, 12, qkv_bias=True) uses timm's LayerNorm (eps 1e-6): the config must say so.
+    from timm.models.vision_transformer import Block
+    torch.manual_seed(0)
+    reference = nn.Sequential(*[Block(768, 12, qkv_bias=True) for _ in range(12)]).eval()
+    path = tmp_path / "blocks.pth"
+    torch.save(reference.state_dict(), path)
+    encoder = create_encoder("base", norm_eps=1e-6, checkpoint=path).eval()
+    x = torch.randn(2, 197, 768)
+    with torch.no_grad():
+        assert (encoder(x) - reference(x)).abs().max() <= 1e-5
+
+
 def test_timm_vit_blocks_and_final_norm_match_and_extras_are_reported():
     vit = timm.create_model("vit_small_patch16_224", pretrained=False, depth=2, num_classes=5).eval()
     converted = convert_state_dict(vit.state_dict())

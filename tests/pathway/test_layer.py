@@ -122,3 +122,12 @@ def test_shape_mismatch_raises():
         PathwayLinear(nn.Linear(6, 9), [torch.randn(9, 5)])
     with pytest.raises(ValueError, match="scale_groups=4"):
         PathwayLinear(nn.Linear(6, 9), [torch.randn(9, 6)], scale_groups=4)
+
+
+def test_scales_stay_float32_when_the_model_is_cast():
+    layer = PathwayLinear(nn.Linear(6, 9), [torch.randn(9, 6)]).to(torch.bfloat16)
+    assert layer.target_weight.dtype == torch.bfloat16 and layer.aux_weights[0].dtype == torch.bfloat16
+    assert layer.scales[0].dtype == torch.float32
+    out = layer(torch.randn(2, 6, dtype=torch.bfloat16))
+    out.float().sum().backward()
+    assert out.dtype == torch.bfloat16 and layer.scales[0].grad.dtype == torch.float32

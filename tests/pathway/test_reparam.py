@@ -231,3 +231,20 @@ def test_deepcopy_and_state_dict_round_trip_of_an_unmerged_model():
     x = torch.randn(1, 4, 64)
     with torch.no_grad():
         assert torch.equal(clone.eval()(x), target.eval()(x))
+
+
+@pytest.mark.slow
+def test_torch_compile_trains_an_unmerged_pathway_model():
+    target = create_encoder("nano")
+    reparameterize_aux_into_target_model(target, create_encoder("nano"))
+    _randomize_scales(target)
+    x = torch.randn(2, 6, 64)
+    eager_out = target(x)
+    eager_out.square().mean().backward()
+    eager_grad = target.blocks[0].attn.qkv.scales[0].grad.clone()
+    target.zero_grad()
+    compiled = torch.compile(target)
+    compiled_out = compiled(x)
+    compiled_out.square().mean().backward()
+    torch.testing.assert_close(compiled_out, eager_out, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(target.blocks[0].attn.qkv.scales[0].grad, eager_grad, atol=1e-5, rtol=1e-4)
