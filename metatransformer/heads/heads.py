@@ -14,6 +14,9 @@ class Head(nn.Module):
     """LayerNorm → pooling → (MLP) → dropout → Linear. Subclasses choose the loss.
 
     The Meta-Transformer encoder file has no final norm, so heads supply it (``norm=True``).
+    Pooling follows the single-sequence rule: ``cls`` is the first token, ``mean``/``max`` cover the real
+    tokens after the first ``num_prefix_tokens``. In a fused multi-modality sequence the later
+    modalities' cls tokens are therefore pooled too; :meth:`MetaTransformer.embed` leaves every cls out.
 
     Args:
         dim: token width D.
