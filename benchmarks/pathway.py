@@ -46,9 +46,8 @@ class M2PTReferenceLinear(nn.Module):
 def m2pt_reference(target: nn.Module, aux: nn.Module) -> nn.Module:
     for target_block, aux_block in zip(target.blocks, aux.blocks):
         for name in DEFAULT_LAYERS:
-            parent, _, child = name.rpartition(".")
-            holder = target_block.get_submodule(parent)
-            setattr(holder, child, M2PTReferenceLinear(getattr(holder, child), aux_block.get_submodule(name).weight))
+            reference = M2PTReferenceLinear(target_block.get_submodule(name), aux_block.get_submodule(name).weight)
+            target_block.set_submodule(name, reference)
     return target
 
 

@@ -21,6 +21,7 @@ from .encoders.checkpoint import (
     convert_state_dict,
     load_encoder_weights,
     load_state_dict_source,
+    state_dict_differences,
 )
 from .heads import create_head, pool_tokens
 
@@ -209,10 +210,7 @@ class MetaTransformer(nn.Module):
         except (TypeError, ValueError, KeyError) as err:
             raise CheckpointError(f"{config_file}: the config does not describe a valid model: {err}") from err
         state_dict = load_state_dict_source(weights_file)
-        expected = model.state_dict()
-        missing, unexpected = sorted(set(expected) - set(state_dict)), sorted(set(state_dict) - set(expected))
-        mismatched = [f"{k} {tuple(state_dict[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
-                      if k in state_dict and state_dict[k].shape != v.shape]
+        missing, unexpected, mismatched = state_dict_differences(model.state_dict(), state_dict)
         if missing or unexpected or mismatched:
             raise CheckpointError(f"{weights_file} does not match {config_file}: missing tensors {missing[:10]}, "
                                   f"unexpected tensors {unexpected[:10]}, shape mismatches {mismatched[:10]}")

@@ -36,7 +36,7 @@ def register_tokenizer(name: str, *, aliases: tuple[str, ...] = ()) -> Callable[
 
 
 def canonical_modality(name: str) -> str:
-    """The registered name for ``name`` (``"X-ray"`` -> ``"xray"``, ``"point"`` -> ``"point_cloud"``...)."""
+    """The registered name for ``name`` (``"X-ray"`` -> ``"xray"``, ``"thermal"`` -> ``"infrared"``...)."""
     key = _normalize(name)
     key = _ALIASES.get(key, key)
     if key not in _TOKENIZERS:

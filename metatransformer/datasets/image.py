@@ -19,9 +19,8 @@ class ImageReadError(ValueError):
     """An image file that cannot be decoded; the message names the file."""
 
 
-# Full-scale value of each integer Pillow mode (16-bit PNG/TIFF open as I;16* or I).
-_FULL_SCALE = {"1": 1.0, "L": 255.0, "P": 255.0, "RGB": 255.0, "RGBA": 255.0, "CMYK": 255.0, "LA": 255.0,
-               "I;16": 65535.0, "I;16B": 65535.0, "I;16L": 65535.0, "I;16N": 65535.0, "I": 65535.0}
+# Pillow modes that 16-bit PNG/TIFF files open as.
+_SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 
 
 def read_image(path: str | os.PathLike, *, channels: Literal[1, 3] = 3) -> torch.Tensor:
@@ -62,8 +61,8 @@ def _to_array(image: Image.Image, channels: int) -> np.ndarray:
     mode = image.mode
     if mode == "F":  # float TIFF: keep the stored values
         array = np.asarray(image, dtype=np.float32)[None]
-    elif mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-        array = np.asarray(image).astype(np.float32)[None] / _FULL_SCALE[mode]
+    elif mode in _SIXTEEN_BIT_MODES:
+        array = np.asarray(image).astype(np.float32)[None] / 65535.0
     else:
         if mode not in ("L", "RGB"):
             image = image.convert("RGB" if mode not in ("1", "LA") else "L")

@@ -18,7 +18,7 @@ import json
 import logging
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping, Union
 
@@ -247,6 +247,18 @@ def load_state_dict_source(source: Any) -> StateDict:
     return read_state_dict(source)
 
 
+def state_dict_differences(
+        expected: Mapping[str, torch.Tensor], given: Mapping[str, torch.Tensor],
+) -> tuple[list[str], list[str], list[str]]:
+    """What keeps ``given`` from loading strictly where ``expected`` is: missing keys, unexpected keys,
+    (both sorted), and ``"key: given shape vs expected shape"`` per shape mismatch, in ``expected``'s order."""
+    missing = sorted(set(expected) - set(given))
+    unexpected = sorted(set(given) - set(expected))
+    mismatched = [f"{k}: {tuple(given[k].shape)} vs expected {tuple(v.shape)}"
+                  for k, v in expected.items() if k in given and given[k].shape != v.shape]
+    return missing, unexpected, mismatched
+
+
 def load_encoder_weights(encoder: torch.nn.Module, source: Any, *, strict: bool = True) -> ConvertedCheckpoint:
     """Load a checkpoint of any supported format (a file, a state dict, or an already
     :class:`ConvertedCheckpoint`) into a :class:`SharedEncoder`.
@@ -259,7 +271,7 @@ def load_encoder_weights(encoder: torch.nn.Module, source: Any, *, strict: bool 
         the converted checkpoint, whose ``unused`` lists the keys that were not loaded.
     """
     if isinstance(source, ConvertedCheckpoint):
-        name, converted = "checkpoint", ConvertedCheckpoint(**vars(source) | {"unused": list(source.unused)})
+        name, converted = "checkpoint", replace(source, unused=list(source.unused))
     else:
         name = source if not isinstance(source, Mapping) else "state dict"
         converted = convert_state_dict(load_state_dict_source(source))
@@ -276,11 +288,7 @@ def load_encoder_weights(encoder: torch.nn.Module, source: Any, *, strict: bool 
     if not config.final_norm:
         converted.unused += sorted(k for k in weights if k.startswith("norm."))
         weights = {k: v for k, v in weights.items() if not k.startswith("norm.")}
-    expected = encoder.state_dict()
-    missing = sorted(set(expected) - set(weights))
-    unexpected = sorted(set(weights) - set(expected))
-    mismatched = [f"{k}: checkpoint {tuple(weights[k].shape)} vs encoder {tuple(v.shape)}"
-                  for k, v in expected.items() if k in weights and weights[k].shape != v.shape]
+    missing, unexpected, mismatched = state_dict_differences(encoder.state_dict(), weights)
     if mismatched:
         raise CheckpointError(f"{name}: shape mismatch in {len(mismatched)} tensors: " + "; ".join(mismatched[:8]))
     if strict and (missing or unexpected):

@@ -19,9 +19,7 @@ def merge_pathway(model: nn.Module) -> int:
     """
     layers = pathway_layers(model)
     for name, layer in layers.items():
-        parent_name, _, child = name.rpartition(".")
-        parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, child, layer.to_linear())
+        model.set_submodule(name, layer.to_linear())
     return len(layers)
 
 
@@ -31,16 +29,14 @@ def merged_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     The model itself is not changed.
     """
     layers = pathway_layers(model)
+    target_weights = {f"{name}.target_weight": name for name in layers}
+    pathway_only = tuple(f"{name}.{part}." for name in layers for part in ("aux_weights", "scales"))
     state_dict: dict[str, torch.Tensor] = {}
     for key, value in model.state_dict().items():
-        owner, _, leaf = key.rpartition(".")
-        pathway_owner = next((n for n in layers if owner == n or owner.startswith(n + ".")), None)
-        if pathway_owner is None:
-            state_dict[key] = value
-        elif owner == pathway_owner and leaf == "target_weight":
-            layer = layers[pathway_owner]
-            state_dict[f"{pathway_owner}.weight"] = layer.merged_weight().detach().to(layer.target_weight.dtype)
-        elif owner == pathway_owner and leaf == "bias":
+        if key in target_weights:
+            name = target_weights[key]
+            state_dict[f"{name}.weight"] = layers[name].merged_weight().detach().to(value.dtype)
+        elif not key.startswith(pathway_only):
             state_dict[key] = value
     return state_dict
 

@@ -235,9 +235,7 @@ def reparameterize_aux_into_target_model(
         pathway = PathwayLinear(layer, weights, scale_groups=_scale_groups(scale_granularity, target_name, layer),
                                 scale_init=scale_init, learnable_scale=learnable_scale,
                                 trainable_aux=trainable_aux, aux_dtype=aux_dtype)
-        parent_name, _, child = target_name.rpartition(".")
-        parent = target_blocks[target_index].get_submodule(parent_name) if parent_name else target_blocks[target_index]
-        setattr(parent, child, pathway)
+        target_blocks[target_index].set_submodule(target_name, pathway)
         report.layers += 1
         report.aux_parameters += sum(p.numel() for p in pathway.aux_weights)
         report.scale_parameters += sum(p.numel() for p in pathway.scales)
