@@ -1,11 +1,13 @@
 """metatransformer: one shared transformer for twelve modalities."""
-__version__ = "0.1.0"
-
-from .data2seq import Data2Seq, TokenSequence, create_tokenizer, list_modalities, register_tokenizer  # noqa: E402
-from .encoders import EncoderConfig, SharedEncoder, create_encoder  # noqa: E402
-from .model import Embedding, MetaTransformer, create_model  # noqa: E402
+from ._version import __version__
+from .data2seq import Data2Seq, TokenSequence, create_tokenizer, list_modalities
+from .datasets import ReadError, read
+from .encoders import EncoderConfig, SharedEncoder, create_encoder
+from .model import Embedding, MetaTransformer, create_model
+from .registry import register_modality
 
 __all__ = [
-    "Data2Seq", "Embedding", "EncoderConfig", "MetaTransformer", "SharedEncoder", "TokenSequence", "__version__",
-    "create_encoder", "create_model", "create_tokenizer", "list_modalities", "register_tokenizer",
+    "Data2Seq", "Embedding", "EncoderConfig", "MetaTransformer", "ReadError", "SharedEncoder", "TokenSequence",
+    "__version__", "create_encoder", "create_model", "create_tokenizer", "list_modalities", "read",
+    "register_modality",
 ]

@@ -1,13 +1,21 @@
 """Data2Seq: one tokenizer per modality, all returning a :class:`TokenSequence` for the shared encoder."""
+from ..batching import Padded, pad_collate, stack_collate
 from .base import ClsToken, TokenSequence, Tokenizer, full_mask
-from .registry import Data2Seq, canonical_modality, create_tokenizer, get_tokenizer_class, list_modalities, register_tokenizer
+from .registry import (
+    Data2Seq,
+    canonical_modality,
+    create_tokenizer,
+    get_modality,
+    get_tokenizer_class,
+    list_modalities,
+    register_modality,
+)
 
-# Built-in modalities register themselves on import.
-from . import image  # noqa: E402,F401  isort: skip
-from .image import ImageTokenizer, InfraredTokenizer, XRayTokenizer  # noqa: E402
+# Built-in modalities register themselves on import, in this order (a shared suffix infers the first).
+from .image import ImageTokenizer, InfraredTokenizer, XRayTokenizer  # noqa: E402  isort: skip
 
 __all__ = [
-    "ClsToken", "Data2Seq", "ImageTokenizer", "InfraredTokenizer", "TokenSequence", "Tokenizer", "XRayTokenizer",
-    "canonical_modality", "create_tokenizer", "full_mask", "get_tokenizer_class", "list_modalities",
-    "register_tokenizer",
+    "ClsToken", "Data2Seq", "ImageTokenizer", "InfraredTokenizer", "Padded", "TokenSequence", "Tokenizer",
+    "XRayTokenizer", "canonical_modality", "create_tokenizer", "full_mask", "get_modality", "get_tokenizer_class",
+    "list_modalities", "pad_collate", "register_modality", "stack_collate",
 ]

@@ -2,18 +2,30 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from functools import partial
+from typing import Any, Callable, Mapping
 
 import torch
 import torch.nn as nn
 from timm.layers import resample_abs_pos_embed
 from timm.models import adapt_input_conv
 
+from .._validation import check_range
+from ..datasets.image import CLIP_MEAN, CLIP_STD, IMAGE_SUFFIXES, image_transform, read_image
+from ..registry import register_modality
 from .base import ClsToken, TokenSequence, Tokenizer, full_mask
-from .registry import register_tokenizer
+
+# Source key (relative to a timm / OpenCLIP visual tower) -> our image tokenizer's key.
+_STEM_KEYS = {
+    "timm": {"patch_embed.proj.weight": "patch_embed.weight", "patch_embed.proj.bias": "patch_embed.bias",
+             "cls_token": "cls_token.token", "pos_embed": "pos_embed",
+             "norm_pre.weight": "norm_pre.weight", "norm_pre.bias": "norm_pre.bias"},
+    "open_clip": {"conv1.weight": "patch_embed.weight", "class_embedding": "cls_token.token",
+                  "positional_embedding": "pos_embed", "ln_pre.weight": "norm_pre.weight", "ln_pre.bias": "norm_pre.bias"},
+}
+MAX_IMAGE_SIDE = 8192
 
 
-@register_tokenizer("image", aliases=("rgb", "vision"))
 class ImageTokenizer(Tokenizer):
     """ViT patch embedding: Conv2d(kernel = stride = patch) → cls token → learned position embedding → pre-norm.
 
@@ -30,6 +42,9 @@ class ImageTokenizer(Tokenizer):
         pre_norm: LayerNorm on the tokens (timm ``norm_pre`` / OpenCLIP ``ln_pre``).
         patch_bias: bias in the patch projection (CLIP towers have none).
         norm_eps: eps of the pre-norm.
+        mean: per-channel normalisation mean of the default preprocessing (CLIP's by default,
+            averaged over channels for 1-channel inputs); saved with the model.
+        std: per-channel normalisation std, likewise.
 
     Inputs:
         images: (b, in_chans, h, w) float, normalized (CLIP mean/std by default, see
@@ -52,12 +67,24 @@ class ImageTokenizer(Tokenizer):
             pre_norm: bool = False,
             patch_bias: bool = True,
             norm_eps: float = 1e-5,
+            mean: tuple[float, ...] | None = None,
+            std: tuple[float, ...] | None = None,
     ) -> None:
         super().__init__(dim=dim)
+        name = type(self).__name__
+        check_range(f"{name}.patch_size", patch_size, low=1, high=MAX_IMAGE_SIDE)
+        check_range(f"{name}.img_size", img_size, low=patch_size, high=MAX_IMAGE_SIDE)
+        check_range(f"{name}.norm_eps", norm_eps, low=0, low_inclusive=False)
         if img_size % patch_size:
             raise ValueError(f"img_size={img_size} is not a multiple of patch_size={patch_size}")
         self.patch_size, self.img_size = patch_size, img_size
         self.in_chans = in_chans or self.default_in_chans
+        check_range(f"{name}.in_chans", self.in_chans, low=1, high=64)
+        self.mean = tuple(mean) if mean is not None else _default_stat(CLIP_MEAN, self.in_chans)
+        self.std = tuple(std) if std is not None else _default_stat(CLIP_STD, self.in_chans)
+        if len(self.mean) != self.in_chans or len(self.std) != self.in_chans or min(self.std) <= 0:
+            raise ValueError(f"{name}: mean and std need {self.in_chans} values each (std > 0), "
+                             f"got {self.mean} and {self.std}")
         self.grid_size = (img_size // patch_size,) * 2
         self.patch_embed = nn.Conv2d(self.in_chans, dim, kernel_size=patch_size, stride=patch_size, bias=patch_bias)
         self.cls_token = ClsToken(dim) if cls_token else None
@@ -81,7 +108,7 @@ class ImageTokenizer(Tokenizer):
         if self.cls_token is not None:
             x, mask = self.cls_token(x, mask)
         x = x + self._pos_embed_for(grid)
-        return TokenSequence(self.norm_pre(x), mask)
+        return self.sequence(self.norm_pre(x), mask)
 
     def _pos_embed_for(self, grid: tuple[int, int]) -> torch.Tensor:
         if grid == self.grid_size:
@@ -89,24 +116,38 @@ class ImageTokenizer(Tokenizer):
         return resample_abs_pos_embed(self.pos_embed, new_size=list(grid), old_size=list(self.grid_size),
                                       num_prefix_tokens=self.num_prefix_tokens)
 
-    @staticmethod
-    def options_from_checkpoint(weights: Mapping[str, torch.Tensor]) -> dict[str, Any]:
-        """Tokenizer options that fit a converted ViT stem (see ``ConvertedCheckpoint.image_tokenizer``)."""
-        patch = weights["patch_embed.weight"]  # (d, c, p, p)
-        num_prefix = int("cls_token" in weights)
-        grid = math.isqrt(weights["pos_embed"].shape[1] - num_prefix)
-        return {"patch_size": patch.shape[-1], "img_size": grid * patch.shape[-1], "cls_token": bool(num_prefix),
-                "pre_norm": "norm_pre.weight" in weights, "patch_bias": "patch_embed.bias" in weights}
+    @classmethod
+    def stem_from_checkpoint(cls, weights: Mapping[str, torch.Tensor], source_format: str
+                             ) -> tuple[dict[str, Any], dict[str, torch.Tensor]] | None:
+        """Options and weights of the image stem in a full timm or OpenCLIP ViT checkpoint.
 
-    def load_vit_stem(self, weights: Mapping[str, torch.Tensor]) -> None:
-        """Load a ViT's patch embedding, cls token, position embedding and pre-norm (canonical keys).
+        Args:
+            weights: the checkpoint's keys outside the transformer blocks, relative to the tower's prefix.
+            source_format: ``"timm"``, ``"open_clip"`` or ``"metatransformer"`` (which has no stem).
 
-        RGB patch weights are adapted to ``in_chans`` (summed for 1 channel, as timm does), and the
-        position embedding is resampled to this tokenizer's grid.
+        Returns:
+            (tokenizer options that fit the stem, its weights in this tokenizer's key layout), or None
+            when the checkpoint has no image stem.
         """
-        state = dict(weights)
-        if "cls_token" in state:
-            state["cls_token.token"] = state.pop("cls_token")
+        keys = _STEM_KEYS.get(source_format, {})
+        state = {ours: weights[theirs] for theirs, ours in keys.items() if theirs in weights}
+        if "patch_embed.weight" not in state or state["patch_embed.weight"].dim() != 4:
+            return None  # no stem, or a video (Conv3d) one
+        if "cls_token.token" in state:
+            state["cls_token.token"] = state["cls_token.token"].reshape(1, 1, -1)  # OpenCLIP stores (d,)
+        if state["pos_embed"].dim() == 2:
+            state["pos_embed"] = state["pos_embed"].unsqueeze(0)  # OpenCLIP stores (n, d)
+        patch = state["patch_embed.weight"]  # (d, c, p, p)
+        num_prefix = int("cls_token.token" in state)
+        grid = math.isqrt(state["pos_embed"].shape[1] - num_prefix)
+        options = {"patch_size": patch.shape[-1], "img_size": grid * patch.shape[-1], "cls_token": bool(num_prefix),
+                   "pre_norm": "norm_pre.weight" in state, "patch_bias": "patch_embed.bias" in state}
+        return options, state
+
+    def load_stem(self, state: Mapping[str, torch.Tensor]) -> None:
+        """Load a stem from :meth:`stem_from_checkpoint`: RGB patch weights are adapted to ``in_chans``
+        (summed for 1 channel, as timm does) and the position embedding is resampled to this grid."""
+        state = dict(state)
         patch = state["patch_embed.weight"]
         if patch.shape[1] != self.in_chans:
             state["patch_embed.weight"] = adapt_input_conv(self.in_chans, patch, base_chans=patch.shape[1])
@@ -121,15 +162,38 @@ class ImageTokenizer(Tokenizer):
                              f"unexpected {unexpected}")
 
 
-@register_tokenizer("infrared", aliases=("thermal", "ir"))
 class InfraredTokenizer(ImageTokenizer):
     """Thermal images: the image tokenizer on 1 channel by default (pass ``in_chans=3`` for replicated RGB)."""
 
     default_in_chans = 1
 
 
-@register_tokenizer("xray", aliases=("x_ray", "radiograph"))
 class XRayTokenizer(ImageTokenizer):
     """Radiographs: the image tokenizer on 1 channel by default; 12–16-bit inputs are scaled to [0, 1] by the reader."""
 
     default_in_chans = 1
+
+
+def _default_stat(rgb: tuple[float, ...], channels: int) -> tuple[float, ...]:
+    return rgb if channels == 3 else (sum(rgb) / 3,) * channels
+
+
+def image_eval_transform(tokenizer: ImageTokenizer) -> Callable[[torch.Tensor], torch.Tensor]:
+    """(c, h, w) in [0, 1] → resized, centre-cropped, normalised to fit ``tokenizer`` (its size, channels,
+    mean and std); grayscale and RGB items are converted to the tokenizer's channel count."""
+    transform = image_transform(tokenizer.img_size, mean=tokenizer.mean, std=tokenizer.std)
+
+    def apply(image: torch.Tensor) -> torch.Tensor:
+        if image.shape[0] != tokenizer.in_chans:
+            image = image.mean(0, keepdim=True) if tokenizer.in_chans == 1 else image.expand(tokenizer.in_chans, -1, -1)
+        return transform(image)
+
+    return apply
+
+
+register_modality("image", tokenizer=ImageTokenizer, reader=read_image, suffixes=IMAGE_SUFFIXES,
+                  transform=image_eval_transform, aliases=("rgb", "vision"))
+register_modality("infrared", tokenizer=InfraredTokenizer, reader=partial(read_image, channels=1),
+                  suffixes=IMAGE_SUFFIXES, transform=image_eval_transform, aliases=("thermal", "ir"))
+register_modality("xray", tokenizer=XRayTokenizer, reader=partial(read_image, channels=1), suffixes=IMAGE_SUFFIXES,
+                  transform=image_eval_transform, aliases=("x_ray", "radiograph"))

@@ -10,12 +10,14 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torchvision.transforms import v2
 
+from .registry import ReadError, check_file
+
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 
 
-class ImageReadError(ValueError):
+class ImageReadError(ReadError):
     """An image file that cannot be decoded; the message names the file."""
 
 
@@ -39,19 +41,16 @@ def read_image(path: str | os.PathLike, *, channels: Literal[1, 3] = 3) -> torch
         (channels, h, w) float32.
 
     Raises:
-        ImageReadError: the file is empty, truncated or not an image.
+        ImageReadError: (a :class:`ReadError`) the file is missing, empty, truncated or not an image.
     """
-    path = Path(path)
+    path = check_file(path)
     try:
         with Image.open(path) as image:
             image.load()
             image = ImageOps.exif_transpose(image)
             array = _to_array(image, channels)
-    except FileNotFoundError:
-        raise
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
-        size = path.stat().st_size if path.exists() else 0
-        raise ImageReadError(f"{path}: cannot decode the image ({size} bytes): {err}") from err
+        raise ImageReadError(f"{path}: cannot decode the image: {err}") from err
     if not np.isfinite(array).all():
         raise ImageReadError(f"{path}: the image contains NaN or infinite values")
     return torch.from_numpy(array)
