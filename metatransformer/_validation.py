@@ -15,6 +15,11 @@ from typing import Any, Literal, Mapping, Union
 _MISSING = inspect.Parameter.empty
 
 
+class ConfigError(ValueError, TypeError):
+    """A config value of the wrong type or out of range, an unknown or a missing field; the message
+    names the field. Both a ValueError and a TypeError, so either ``except`` catches it."""
+
+
 def check_value(value: Any, annotation: Any, where: str) -> Any:
     """``value`` if it has the type ``annotation`` describes (lists become tuples where tuples are
     expected, ints become floats where floats are), else a TypeError naming ``where``."""
@@ -24,43 +29,42 @@ def check_value(value: Any, annotation: Any, where: str) -> Any:
     if origin is Literal:
         if any(value == a and type(value) is type(a) for a in args):
             return value
-        raise ValueError(f"{where}: must be one of {list(args)}, got {value!r}")
+        raise ConfigError(f"{where}: must be one of {list(args)}, got {value!r}")
     if origin in (Union, types.UnionType):
-        errors = []
         for option in args:
             try:
                 return check_value(value, option, where)
-            except (TypeError, ValueError) as err:
-                errors.append(str(err))
-        raise TypeError(f"{where}: {value!r} matches none of {_describe(annotation)}")
+            except ConfigError:
+                continue
+        raise ConfigError(f"{where}: {value!r} matches none of {_describe(annotation)}")
     if annotation is type(None):
         if value is None:
             return None
-        raise TypeError(f"{where}: expected None, got {value!r}")
+        raise ConfigError(f"{where}: expected None, got {value!r}")
     if annotation is bool:
         if isinstance(value, bool):
             return value
-        raise TypeError(f"{where}: expected true/false, got {value!r} ({type(value).__name__})")
+        raise ConfigError(f"{where}: expected true/false, got {value!r} ({type(value).__name__})")
     if annotation is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
-        raise TypeError(f"{where}: expected an integer, got {value!r} ({type(value).__name__})")
+        raise ConfigError(f"{where}: expected an integer, got {value!r} ({type(value).__name__})")
     if annotation is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             if not math.isfinite(value):
-                raise ValueError(f"{where}: must be finite, got {value!r}")
+                raise ConfigError(f"{where}: must be finite, got {value!r}")
             return float(value)
-        raise TypeError(f"{where}: expected a number, got {value!r} ({type(value).__name__})")
+        raise ConfigError(f"{where}: expected a number, got {value!r} ({type(value).__name__})")
     if annotation is str:
         if isinstance(value, str):
             return value
-        raise TypeError(f"{where}: expected a string, got {value!r} ({type(value).__name__})")
+        raise ConfigError(f"{where}: expected a string, got {value!r} ({type(value).__name__})")
     if origin in (tuple, list) or annotation in (tuple, list):
         if not isinstance(value, (tuple, list)):
-            raise TypeError(f"{where}: expected a list, got {value!r} ({type(value).__name__})")
+            raise ConfigError(f"{where}: expected a list, got {value!r} ({type(value).__name__})")
         if origin is tuple and args and args[-1] is not Ellipsis:
             if len(value) != len(args):
-                raise ValueError(f"{where}: expected {len(args)} values, got {len(value)}")
+                raise ConfigError(f"{where}: expected {len(args)} values, got {len(value)}")
             items = [check_value(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args))]
         else:
             item_type = args[0] if args else Any
@@ -68,14 +72,14 @@ def check_value(value: Any, annotation: Any, where: str) -> Any:
         return tuple(items) if (origin or annotation) is tuple else items
     if origin is dict or annotation is dict or origin is Mapping:
         if not isinstance(value, Mapping):
-            raise TypeError(f"{where}: expected a mapping, got {value!r} ({type(value).__name__})")
+            raise ConfigError(f"{where}: expected a mapping, got {value!r} ({type(value).__name__})")
         key_type, value_type = args if args else (Any, Any)
         return {check_value(k, key_type, f"{where} key"): check_value(v, value_type, f"{where}[{k!r}]")
                 for k, v in value.items()}
     if isinstance(annotation, type):
         if isinstance(value, annotation):
             return value
-        raise TypeError(f"{where}: expected {annotation.__name__}, got {value!r} ({type(value).__name__})")
+        raise ConfigError(f"{where}: expected {annotation.__name__}, got {value!r} ({type(value).__name__})")
     return value
 
 
@@ -121,13 +125,13 @@ def resolve_options(cls: type, options: Mapping[str, Any], *, where: str) -> dic
     known = constructor_options(cls)
     unknown = sorted(set(options) - set(known))
     if unknown:
-        raise TypeError(f"{where}: unknown option(s) {unknown}; known options: {sorted(known)}")
+        raise ConfigError(f"{where}: unknown option(s) {unknown}; known options: {sorted(known)}")
     resolved = {}
     for name, param in known.items():
         if name in options:
             resolved[name] = check_value(options[name], param.annotation, f"{where}.{name}")
         elif param.default is _MISSING:
-            raise TypeError(f"{where}: missing required option {name!r}")
+            raise ConfigError(f"{where}: missing required option {name!r}")
         else:
             resolved[name] = param.default
     return resolved
@@ -136,15 +140,15 @@ def resolve_options(cls: type, options: Mapping[str, Any], *, where: str) -> dic
 def dataclass_from_dict(cls: type, data: Any, *, where: str) -> Any:
     """Build a dataclass from a JSON-style dict: unknown and missing fields named, each value type-checked."""
     if not isinstance(data, Mapping):
-        raise TypeError(f"{where}: expected a mapping, got {type(data).__name__}")
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise ValueError(f"{where}: unknown field(s) {unknown}; known fields are {sorted(fields)}")
+        raise ConfigError(f"{where}: unknown field(s) {unknown}; known fields are {sorted(fields)}")
     missing = sorted(name for name, f in fields.items() if name not in data
                      and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
     if missing:
-        raise ValueError(f"{where}: missing required field(s) {missing}")
+        raise ConfigError(f"{where}: missing required field(s) {missing}")
     hints = typing.get_type_hints(cls)
     return cls(**{name: check_value(value, hints[name], f"{where}.{name}") for name, value in data.items()})
 
@@ -156,4 +160,4 @@ def check_range(where: str, value: float, *, low: float | None = None, high: flo
     if below or (high is not None and value > high):
         lo = "" if low is None else f"{'>=' if low_inclusive else '>'} {low}"
         hi = "" if high is None else f"<= {high}"
-        raise ValueError(f"{where}: must be {' and '.join(p for p in (lo, hi) if p)}, got {value!r}")
+        raise ConfigError(f"{where}: must be {' and '.join(p for p in (lo, hi) if p)}, got {value!r}")

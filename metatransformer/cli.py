@@ -9,6 +9,7 @@ from typing import Sequence
 
 from .encoders import CheckpointError, convert_checkpoint, convert_state_dict, read_state_dict
 from .encoders.config import list_encoder_presets, presets_matching
+from .registry import get_modality, list_modalities
 
 
 def _convert(args: argparse.Namespace) -> int:
@@ -20,6 +21,8 @@ def _convert(args: argparse.Namespace) -> int:
 
 def _inspect(args: argparse.Namespace) -> int:
     converted = convert_state_dict(read_state_dict(args.checkpoint))
+    stems = {name: sorted(found[1]) for name in list_modalities()
+             if (found := get_modality(name).tokenizer.stem_from_checkpoint(converted.extras, converted.source_format))}
     print(json.dumps({
         "format": converted.source_format,
         "depth": converted.depth,
@@ -27,7 +30,7 @@ def _inspect(args: argparse.Namespace) -> int:
         "mlp_hidden_dim": converted.mlp_hidden_dim,
         "fits_presets": presets_matching(converted.dim, converted.depth),
         "final_norm": "norm.weight" in converted.encoder,
-        "image_tokenizer_keys": sorted(converted.image_tokenizer),
+        "tokenizer_stems": stems,
         "unused_keys": converted.unused,
     }, indent=2))
     return 0
@@ -36,24 +39,39 @@ def _inspect(args: argparse.Namespace) -> int:
 def _embed(args: argparse.Namespace) -> int:
     from safetensors.torch import save_file
 
-    from .embed import collect_files, embed_files
+    from .embed import collect_files, embed_files, known_suffixes
     from .model import MetaTransformer, create_model
+    from .registry import canonical_modality, modality_for_suffix
+    from .serialization import atomic_write
 
+    files = collect_files(args.inputs, known_suffixes(args.modality))
+    modality = args.modality
+    if modality is None:
+        inferred = {modality_for_suffix(f.suffix) for f in files}
+        if len(inferred) != 1 or None in inferred:
+            raise ValueError(f"cannot infer one modality from the files' suffixes ({sorted(map(str, inferred))}); "
+                             "pass --modality")
+        modality = inferred.pop()
+    modality = canonical_modality(modality)
+    output = Path(args.output).resolve()
+    if output.suffix != ".safetensors":
+        raise ValueError(f"--output {output} must end in .safetensors (the index is written beside it as .json)")
+    if output in {f.resolve() for f in files} or output.with_suffix(".json") in {f.resolve() for f in files}:
+        raise ValueError(f"--output {output} would overwrite an input file")
     if args.model:
         model = MetaTransformer.from_pretrained(args.model)
     else:
         if args.checkpoint is None:
             print("warning: no --checkpoint or --model given; the encoder has random weights", file=sys.stderr)
-        model = create_model(args.preset, modalities=[args.modality], checkpoint=args.checkpoint)
+        model = create_model(args.preset, modalities=[modality], checkpoint=args.checkpoint)
     model.to(args.device).eval()
-    files = collect_files(args.inputs)
-    result = embed_files(model, args.modality, files, batch_size=args.batch_size, pool=args.pool)
-    output = Path(args.output)
+    result = embed_files(model, modality, files, batch_size=args.batch_size, pool=args.pool)
     output.parent.mkdir(parents=True, exist_ok=True)
-    save_file({"embeddings": result.embeddings.contiguous()}, output)
+    atomic_write(output, lambda tmp: save_file({"embeddings": result.embeddings.contiguous()}, tmp))
     index = output.with_suffix(".json")
-    index.write_text(json.dumps({"modality": args.modality, "dim": int(result.embeddings.shape[1]),
-                                 "files": result.paths, "errors": result.errors}, indent=2) + "\n")
+    text = json.dumps({"modality": modality, "dim": int(result.embeddings.shape[1]),
+                       "files": result.paths, "errors": result.errors}, indent=2) + "\n"
+    atomic_write(index, lambda tmp: Path(tmp).write_text(text))
     print(f"embedded {len(result.paths)} of {len(files)} files -> {output} ({tuple(result.embeddings.shape)}), "
           f"index {index}; {len(result.errors)} skipped (reasons in the index)")
     return 0 if result.paths or not files else 1
@@ -73,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     embed = commands.add_parser("embed", help="embed files (or folders of files) into one safetensors file")
     embed.add_argument("inputs", nargs="+", help="files or directories")
-    embed.add_argument("--modality", default="image", help="modality of the files (image, infrared, xray)")
+    embed.add_argument("--modality", help=f"modality of the files ({', '.join(list_modalities())}); "
+                                          "inferred from the suffixes when omitted")
     embed.add_argument("--preset", default="base", choices=list_encoder_presets())
     embed.add_argument("--checkpoint", help="encoder checkpoint (Meta-Transformer, timm, OpenCLIP or ours)")
     embed.add_argument("--model", help="a directory written by MetaTransformer.save_pretrained (overrides --preset)")
@@ -93,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (CheckpointError, FileNotFoundError) as err:
+    except (CheckpointError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 

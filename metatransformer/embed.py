@@ -1,20 +1,19 @@
-"""Embedding extraction from raw files, robust to bad items."""
+"""Embedding extraction from raw files of any registered modality, robust to bad items."""
 from __future__ import annotations
 
 import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import torch
 
-from .data2seq import ImageTokenizer
-from .datasets import CLIP_MEAN, CLIP_STD, IMAGE_SUFFIXES, ImageReadError, image_transform, read_image
+from .datasets import ReadError
 from .model import MetaTransformer
+from .registry import get_modality, list_modalities
 
 _logger = logging.getLogger(__name__)
-Reader = Callable[[Path], torch.Tensor]
 
 
 @dataclass
@@ -32,16 +31,14 @@ class EmbeddingResult:
     errors: dict[str, str] = field(default_factory=dict)
 
 
-def image_reader(tokenizer: ImageTokenizer) -> Reader:
-    """File → normalized (c, s, s) tensor that fits an image-like tokenizer (channels and size)."""
-    channels = tokenizer.in_chans
-    mean, std = (CLIP_MEAN, CLIP_STD) if channels == 3 else ((sum(CLIP_MEAN) / 3,), (sum(CLIP_STD) / 3,))
-    transform = image_transform(tokenizer.img_size, mean=mean, std=std)
-    return lambda path: transform(read_image(path, channels=channels))
+def known_suffixes(modality: str | None = None) -> tuple[str, ...]:
+    """File suffixes read by ``modality``, or by any registered modality."""
+    names = [modality] if modality else list_modalities()
+    return tuple(sorted({s for name in names for s in get_modality(name).suffixes}))
 
 
-def collect_files(inputs: Iterable[str | os.PathLike], suffixes: Sequence[str] = IMAGE_SUFFIXES) -> list[Path]:
-    """Files given directly, plus the files with a known suffix under given directories (sorted)."""
+def collect_files(inputs: Iterable[str | os.PathLike], suffixes: Sequence[str]) -> list[Path]:
+    """Files given directly, plus the files with one of ``suffixes`` under given directories (sorted)."""
     files: list[Path] = []
     for item in map(Path, inputs):
         if item.is_dir():
@@ -49,6 +46,27 @@ def collect_files(inputs: Iterable[str | os.PathLike], suffixes: Sequence[str] =
         else:
             files.append(item)
     return files
+
+
+def item_loader(model: MetaTransformer, modality: str) -> Callable[[Path], Any]:
+    """File → item that fits the model's tokenizer: the modality's reader, then its default transform
+    built from the tokenizer's options (size, channels, normalisation...)."""
+    spec = get_modality(modality)
+    if spec.reader is None:
+        raise ValueError(f"modality {spec.name!r} has no file reader")
+    transform = spec.transform(model.tokenizer(spec.name)) if spec.transform is not None else None
+    return (lambda path: transform(spec.reader(path))) if transform is not None else spec.reader
+
+
+def to_device(batch: Any, device: torch.device) -> Any:
+    """Move a collated batch (tensors, named tuples, lists, dicts, or objects with ``.to``) to ``device``."""
+    if isinstance(batch, tuple) and hasattr(batch, "_fields"):
+        return type(batch)(*(to_device(x, device) for x in batch))
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(x, device) for x in batch)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    return batch.to(device) if hasattr(batch, "to") and not isinstance(batch, str) else batch
 
 
 @torch.inference_mode()
@@ -59,9 +77,11 @@ def embed_files(
         *,
         batch_size: int = 32,
         pool: str | None = None,
-        reader: Reader | None = None,
 ) -> EmbeddingResult:
-    """Embed files one batch at a time; a file that cannot be read is recorded in ``errors`` and skipped.
+    """Embed files one batch at a time: reader → transform → collate → :meth:`MetaTransformer.embed`.
+
+    A file that cannot be read is recorded in ``errors`` and skipped; a batch that fails as a whole
+    is retried one file at a time, so one bad item never costs the others their results.
 
     Args:
         model: the model (its ``modality`` tokenizer is used).
@@ -69,36 +89,44 @@ def embed_files(
         files: the files.
         batch_size: files per forward pass.
         pool: pooling of :meth:`MetaTransformer.embed`.
-        reader: file → tensor for the tokenizer; by default the image reader for image-like modalities.
     """
-    tokenizer = model.tokenizer(modality)
-    if reader is None:
-        if not isinstance(tokenizer, ImageTokenizer):
-            raise ValueError(f"no default reader for {modality!r} yet; pass reader=")
-        reader = image_reader(tokenizer)
+    spec = get_modality(modality)
+    load = item_loader(model, spec.name)
     device = next(model.parameters()).device
     chunks: list[torch.Tensor] = []
     paths: list[str] = []
     errors: dict[str, str] = {}
-    batch: list[torch.Tensor] = []
-    batch_paths: list[str] = []
 
-    def flush() -> None:
-        if batch:
-            chunks.append(model.embed(modality, torch.stack(batch).to(device), pool=pool).pooled.float().cpu())
-            paths.extend(batch_paths)
-            batch.clear()
-            batch_paths.clear()
+    def encode(items: list[Any]) -> torch.Tensor:
+        batch = to_device(spec.collate(items), device)
+        return model.embed(spec.name, batch, pool=pool).pooled.float().cpu()
 
+    def flush(items: list[Any], names: list[str]) -> None:
+        if not items:
+            return
+        try:
+            chunks.append(encode(items))
+            paths.extend(names)
+        except (ValueError, RuntimeError) as err:
+            if len(items) == 1:
+                errors[names[0]] = f"{names[0]}: {err}"
+                _logger.warning("skipped: %s: %s", names[0], err)
+                return
+            for item, name in zip(items, names):
+                flush([item], [name])
+
+    items: list[Any] = []
+    names: list[str] = []
     for path in map(Path, files):
         try:
-            batch.append(reader(path))
-            batch_paths.append(str(path))
-        except (ImageReadError, FileNotFoundError, ValueError, OSError) as err:
+            items.append(load(path))
+            names.append(str(path))
+        except (ReadError, ValueError, OSError) as err:
             errors[str(path)] = str(err)
             _logger.warning("skipped: %s", err)
-        if len(batch) == batch_size:
-            flush()
-    flush()
+        if len(items) == batch_size:
+            flush(items, names)
+            items, names = [], []
+    flush(items, names)
     embeddings = torch.cat(chunks) if chunks else torch.empty(0, model.encoder.dim)
     return EmbeddingResult(embeddings, paths, errors)

@@ -79,6 +79,8 @@ class Registry(Generic[T]):
     def get(self, name: str) -> T:
         return self._entries[self.canonical(name)]
 
+    __getitem__ = get
+
     def names(self) -> list[str]:
         return sorted(self._entries)
 

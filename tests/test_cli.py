@@ -1,6 +1,8 @@
 import json
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from safetensors.torch import load_file
 
@@ -37,10 +39,30 @@ def test_embed_keeps_good_results_when_one_file_is_bad(tmp_path):
     embeddings = load_file(output)["embeddings"]
     assert embeddings.shape == (3, 64)
 
-    # Row i is the embedding of file i, as the library computes it.
-    from metatransformer.embed import image_reader
+    # Row i is the embedding of file i, preprocessed here independently of the library's reader:
+    # PIL decode, bicubic antialiased resize of the short side, centre crop, CLIP normalisation.
     loaded = MetaTransformer.from_pretrained(tmp_path / "model").eval()
-    reader = image_reader(loaded.tokenizer("image"))
+    pixels = torch.from_numpy(np.asarray(Image.open(images / "1.png").convert("RGB"), dtype=np.float32) / 255)
+    pixels = pixels.permute(2, 0, 1)[None]  # 1 3 30 41
+    resized = F.interpolate(pixels, size=(32, 43), mode="bicubic", antialias=True, align_corners=False)
+    crop = resized[..., :, 5:37]
+    mean = torch.tensor([0.48145466, 0.4578275, 0.40821073])[:, None, None]
+    std = torch.tensor([0.26862954, 0.26130258, 0.27577711])[:, None, None]
     with torch.no_grad():
-        expected = loaded.embed("image", reader(images / "1.png")[None]).pooled[0]
-    torch.testing.assert_close(embeddings[1], expected, atol=1e-5, rtol=1e-5)
+        expected = loaded.embed("image", (crop - mean) / std).pooled[0]
+    torch.testing.assert_close(embeddings[1], expected, atol=1e-4, rtol=1e-4)
+
+
+def test_embed_refuses_to_write_over_an_input(tmp_path, capsys):
+    image = tmp_path / "a.png"
+    Image.new("RGB", (16, 16)).save(image)
+    before = image.read_bytes()
+    index = tmp_path / "a.json"
+    index.write_text("{}")
+    for output in ("a.png", "a.json"):
+        assert main(["embed", str(image), "--preset", "nano", "--output", str(tmp_path / output)]) == 2
+        assert "must end in .safetensors" in capsys.readouterr().err
+    assert main(["embed", str(image), str(index), "--modality", "image", "--preset", "nano",
+                 "--output", str(tmp_path / "a.safetensors")]) == 2
+    assert "would overwrite an input" in capsys.readouterr().err
+    assert image.read_bytes() == before and index.read_text() == "{}"

@@ -31,20 +31,22 @@ def test_forward_embed_and_training_step_reach_only_trainable_parts():
     assert model.tokenizers["image"].patch_embed.weight.grad is not None
     assert all(p.grad is None for p in model.encoder.parameters())
     embedding = model.embed("image", images)
-    assert embedding.pooled.shape == (2, 64) and embedding.tokens.shape == (2, 17, 64)
-    torch.testing.assert_close(embedding.pooled, embedding.tokens[:, 0])
+    assert embedding.pooled.shape == (2, 64) and embedding.features.tokens.shape == (2, 17, 64)
+    torch.testing.assert_close(embedding.pooled, embedding.features.tokens[:, 0])
 
 
 def test_fusion_concatenates_with_a_joint_mask_and_type_embeddings():
     model = _model().eval()
     images, xrays = torch.randn(2, 3, 32, 32), torch.randn(2, 1, 32, 32)
     with torch.no_grad():
-        model.modality_embed.copy_(torch.randn_like(model.modality_embed))
+        for embed in model.modality_embed.values():
+            embed.copy_(torch.randn_like(embed))
         fused = model.forward_features({"image": images, "xray": xrays})
         assert fused.tokens.shape == (2, 34, 64) and fused.mask.shape == (2, 34)
-        image_tokens, _ = model.tokenizers["image"](images)
-        xray_tokens, _ = model.tokenizers["xray"](xrays)
-        joint = torch.cat([image_tokens + model.modality_embed[0], xray_tokens + model.modality_embed[1]], 1)
+        assert fused.modalities == ("image", "xray") and fused.prefix.nonzero().flatten().tolist() == [0, 17]
+        image_tokens = model.tokenizers["image"](images).tokens
+        xray_tokens = model.tokenizers["xray"](xrays).tokens
+        joint = torch.cat([image_tokens + model.modality_embed["image"], xray_tokens + model.modality_embed["xray"]], 1)
         torch.testing.assert_close(fused.tokens, model.encoder(joint))
         pooled = model.embed({"image": images, "xray": xrays}).pooled
         content = torch.cat([fused.tokens[:, 1:17], fused.tokens[:, 18:]], 1)  # both cls tokens left out
@@ -100,9 +102,9 @@ def test_tampered_config_and_missing_tensor_are_named(tmp_path):
     config_file.write_text(original)
     from safetensors.torch import load_file, save_file
     tensors = load_file(directory / "model.safetensors")
-    del tensors["modality_embed"]
+    del tensors["modality_embed.xray"]
     save_file(tensors, directory / "model.safetensors")
-    with pytest.raises(CheckpointError, match=r"missing tensors \['modality_embed'\]"):
+    with pytest.raises(CheckpointError, match=r"missing tensors \['modality_embed.xray'\]"):
         MetaTransformer.from_pretrained(directory)
 
 
@@ -122,3 +124,77 @@ def test_unknown_directory_or_repo_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
     with pytest.raises(CheckpointError, match="no-such-user/no-such-model: not a local directory"):
         MetaTransformer.from_pretrained("no-such-user/no-such-model")
+
+
+def test_reordering_or_adding_modalities_never_swaps_learned_weights(tmp_path):
+    model = _model().eval()
+    with torch.no_grad():
+        model.modality_embed["image"].fill_(1.0)
+        model.modality_embed["xray"].fill_(-1.0)
+    state = model.state_dict()
+    reordered = create_model("nano", modalities={"xray": {"img_size": 32, "patch_size": 8},
+                                                 "image": {"img_size": 32, "patch_size": 8}},
+                             heads={"cls": {"kind": "classification", "num_classes": 3}})
+    reordered.load_state_dict(state, strict=True)
+    assert reordered.modality_embed["image"].eq(1.0).all() and reordered.modality_embed["xray"].eq(-1.0).all()
+    images = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(reordered.eval()("image", images, head="cls"), model("image", images, head="cls"))
+    # A model with one more modality refuses a strict load (the new embedding is missing), never silently drops.
+    larger = create_model("nano", modalities={"image": {"img_size": 32, "patch_size": 8},
+                                              "xray": {"img_size": 32, "patch_size": 8}, "infrared": {}},
+                          heads={"cls": {"kind": "classification", "num_classes": 3}})
+    with pytest.raises(RuntimeError, match="modality_embed.infrared"):
+        larger.load_state_dict(state, strict=True)
+
+
+@pytest.mark.parametrize("path, value, message", [
+    (("encoder", "depth"), 1000000, "depth: must be >= 1 and <= 256"),
+    (("encoder", "dim"), 64.0, "dim: expected an integer"),
+    (("encoder", "depth"), 2.5, "depth: expected an integer"),
+    (("encoder", "num_heads"), 0, "num_heads: must be >= 1"),
+    (("encoder", "norm_eps"), -1, "norm_eps: must be > 0"),
+    (("encoder", "final_norm"), "false", "final_norm: expected true/false"),
+    (("encoder", "width"), 64, "unknown field.*'width'"),
+    (("tokenizers", "image", "patch_size"), 0, "patch_size: must be >= 1"),
+    (("tokenizers", "image", "cls_token"), "false", "cls_token: expected true/false"),
+    (("tokenizers", "image", "patch"), 8, "unknown option.*'patch'"),
+    (("heads", "cls", "num_classes"), 2.5, "num_classes: expected an integer"),
+    (("heads", "cls", "kind"), "ranking", "unknown head 'ranking'"),
+    (("schema_version",), 99, "schema_version 99 is not supported"),
+    (("freeze_encoder",), "false", "freeze_encoder: expected true/false"),
+])
+def test_config_defects_are_refused_by_name_before_anything_is_built(tmp_path, monkeypatch, path, value, message):
+    directory = _model().save_pretrained(tmp_path / "model")
+    config = json.loads((directory / "config.json").read_text())
+    node = config
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    (directory / "config.json").write_text(json.dumps(config))
+
+    def allocate(*args, **kwargs):
+        raise AssertionError("the encoder was built from a config that should have been refused")
+
+    monkeypatch.setattr("metatransformer.model.SharedEncoder", allocate)
+    with pytest.raises(CheckpointError, match=message):
+        MetaTransformer.from_pretrained(directory)
+
+
+def test_model_from_module_instances_and_its_config():
+    from metatransformer import create_encoder
+    from metatransformer.data2seq import ImageTokenizer, create_tokenizer
+    from metatransformer.heads import create_head
+
+    encoder = create_encoder("nano")
+    model = MetaTransformer(encoder=encoder, tokenizers={"X-Ray": create_tokenizer("xray", 64, img_size=32, patch_size=8)},
+                            heads={"dx": create_head("classification", dim=64, num_classes=2)})
+    assert model.modalities == ["xray"] and model.config.tokenizers["xray"].options["img_size"] == 32
+    assert model.config.heads["dx"].options["num_classes"] == 2
+    direct = MetaTransformer(encoder=encoder, tokenizers={"image": ImageTokenizer(dim=64)})
+    with pytest.raises(ValueError, match="built directly.*create_tokenizer"):
+        direct.config
+    with pytest.raises(ValueError, match="width 32 is not the encoder's 64"):
+        MetaTransformer(encoder=encoder, tokenizers={"image": create_tokenizer("image", 32)})
+    # timm habit: a bare tensor to forward_features of a one-modality model.
+    assert model.forward_features(torch.randn(1, 1, 32, 32)).tokens.shape == (1, 17, 64)

@@ -24,9 +24,15 @@ def create_tokenizer(modality: str, dim: int, **options: Any) -> Tokenizer:
         dim: token width, the shared encoder's width.
         **options: the tokenizer's own keyword arguments (``patch_size``, ``in_chans``...), type-checked
             against its signature before anything is built.
+
+    Returns:
+        the tokenizer, with every option (given or default) recorded in its ``options``.
     """
     cls = get_tokenizer_class(modality)
-    return cls(dim=dim, **resolve_options(cls, options, where=f"{cls.__name__} ({cls.modality})"))
+    resolved = resolve_options(cls, options, where=f"{cls.__name__} ({cls.modality})")
+    tokenizer = cls(dim=dim, **resolved)
+    tokenizer.options = resolved  # what rebuilds it: the model config reads it back
+    return tokenizer
 
 
 def Data2Seq(modality: str, dim: int, **options: Any) -> Tokenizer:  # noqa: N802 - the original's name

@@ -8,13 +8,12 @@ Formats (detected from the keys, see SPEC §2):
 - ``open_clip``: an OpenCLIP visual tower, ``visual.transformer.resblocks.{i}.*`` (or without ``visual.``).
 - our own: a directory with ``config.json`` and ``model.safetensors`` (timm block keys).
 
-Everything is converted to one canonical layout: the encoder's ``blocks.{i}.*`` and ``norm.*``, the image
-tokenizer's ``patch_embed.*``, ``cls_token``, ``pos_embed``, ``norm_pre.*``, and a list of the keys that
-neither uses, which are reported rather than dropped silently.
+Everything is converted to the encoder's canonical layout, ``blocks.{i}.*`` and ``norm.*``. The tower's
+other keys are handed, relative to its prefix, to the tokenizers' ``stem_from_checkpoint`` hooks: this
+module knows encoder keys only. Keys nobody uses are reported rather than dropped silently.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -23,17 +22,14 @@ from pathlib import Path
 from typing import Any, Mapping, Union
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
-from .config import EncoderConfig, get_encoder_config, presets_matching
+from ..serialization import CheckpointError, read_safetensors
+from .config import MAX_DEPTH, EncoderConfig, presets_matching
 
 _logger = logging.getLogger(__name__)
 
 PathLike = Union[str, os.PathLike]
 StateDict = dict[str, torch.Tensor]
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
 PICKLE_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
 
 # Parameters inside one timm Block, the canonical layout.
@@ -49,29 +45,17 @@ _OPEN_CLIP_BLOCK_KEYS = {
     "mlp.c_fc.weight": "mlp.fc1.weight", "mlp.c_fc.bias": "mlp.fc1.bias",
     "mlp.c_proj.weight": "mlp.fc2.weight", "mlp.c_proj.bias": "mlp.fc2.bias",
 }
-# Non-block keys (relative to the tower's prefix) -> canonical key. "norm" goes to the encoder, the rest
-# to the image tokenizer.
-_TIMM_EXTRA_KEYS = {
-    "patch_embed.proj.weight": "patch_embed.weight", "patch_embed.proj.bias": "patch_embed.bias",
-    "cls_token": "cls_token", "pos_embed": "pos_embed",
-    "norm_pre.weight": "norm_pre.weight", "norm_pre.bias": "norm_pre.bias",
-    "norm.weight": "norm.weight", "norm.bias": "norm.bias",
-}
-_OPEN_CLIP_EXTRA_KEYS = {
-    "conv1.weight": "patch_embed.weight", "class_embedding": "cls_token", "positional_embedding": "pos_embed",
-    "ln_pre.weight": "norm_pre.weight", "ln_pre.bias": "norm_pre.bias",
-    # ln_post normalises the pooled token; per token it is the same LayerNorm as a final norm.
-    "ln_post.weight": "norm.weight", "ln_post.bias": "norm.bias",
-}
+# The final norm after the blocks, relative to the tower's prefix. OpenCLIP's ln_post normalises the
+# pooled token; per token it is the same LayerNorm as a final norm.
+_FINAL_NORM_KEYS = {"timm": "norm.", "open_clip": "ln_post.", "metatransformer": None}
+# Blocks need these; biases are optional (qkv_bias=False towers have none).
+_REQUIRED_BLOCK_KEYS = ("norm1.weight", "attn.qkv.weight", "attn.proj.weight", "norm2.weight", "mlp.fc1.weight",
+                        "mlp.fc2.weight")
 _BLOCK_PATTERNS = {
     "timm": re.compile(r"^(?P<prefix>(?:.*\.)?)blocks\.(?P<index>\d+)\.(?P<key>.+)$"),
     "open_clip": re.compile(r"^(?P<prefix>(?:.*\.)?)transformer\.resblocks\.(?P<index>\d+)\.(?P<key>.+)$"),
     "metatransformer": re.compile(r"^(?P<prefix>(?:module\.)?)(?P<index>\d+)\.(?P<key>(?:norm1|norm2|attn|mlp)\..+)$"),
 }
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be read or does not fit the model it is loaded into."""
 
 
 @dataclass
@@ -81,14 +65,14 @@ class ConvertedCheckpoint:
     Attributes:
         source_format: ``metatransformer``, ``timm`` or ``open_clip``.
         encoder: ``blocks.{i}.*`` and, if the source has a final norm, ``norm.*``.
-        image_tokenizer: ``patch_embed.weight`` (d, c, p, p), ``patch_embed.bias``, ``cls_token`` (1, 1, d),
-            ``pos_embed`` (1, n, d), ``norm_pre.*``, where the source has them.
-        unused: source keys that neither the encoder nor the image tokenizer takes (heads, text tower...).
+        extras: the tower's other keys (patch embedding, cls token, positions, pre-norm...), relative to
+            its prefix, for the tokenizers' ``stem_from_checkpoint`` hooks.
+        unused: source keys the encoder does not take (stems, heads, other towers...).
     """
 
     source_format: str
     encoder: StateDict
-    image_tokenizer: StateDict = field(default_factory=dict)
+    extras: StateDict = field(default_factory=dict)
     unused: list[str] = field(default_factory=list)
 
     @property
@@ -121,10 +105,7 @@ def read_state_dict(path: PathLike) -> StateDict:
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path}: the file is empty")
     if path.suffix == ".safetensors":
-        try:
-            return load_file(path)
-        except (SafetensorError, OSError) as err:
-            raise CheckpointError(f"{path}: not a readable safetensors file ({err})") from err
+        return read_safetensors(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for a truncated or foreign file
@@ -157,7 +138,9 @@ def convert_state_dict(state_dict: Mapping[str, torch.Tensor], *, prefix: str | 
             ``"visual."``); detected when None.
 
     Raises:
-        CheckpointError: no transformer blocks found, ambiguous towers, or an unknown key inside a block.
+        CheckpointError: no transformer blocks found, ambiguous towers, an unknown key inside a block,
+            missing or incomplete blocks, or more blocks than any encoder has (checked before any
+            per-block work, so a key like ``blocks.1000000000.…`` costs nothing).
     """
     found = _find_blocks(state_dict)
     if not found:
@@ -182,6 +165,7 @@ def convert_state_dict(state_dict: Mapping[str, torch.Tensor], *, prefix: str | 
         source_format = matches[0][0]
 
     block_keys = found[(source_format, prefix)]
+    _check_blocks(block_keys, source_format)
     converted = ConvertedCheckpoint(source_format=source_format, encoder={})
     used: set[str] = set()
     for source_key, (index, key) in block_keys.items():
@@ -194,19 +178,16 @@ def convert_state_dict(state_dict: Mapping[str, torch.Tensor], *, prefix: str | 
         converted.encoder[f"blocks.{index}.{key}"] = state_dict[source_key]
     _fuse_separate_qkv_bias(converted.encoder)
 
-    extras = _OPEN_CLIP_EXTRA_KEYS if source_format == "open_clip" else _TIMM_EXTRA_KEYS
-    for source_suffix, key in extras.items():
-        source_key = prefix + source_suffix
-        if source_key not in state_dict:
+    norm_prefix = _FINAL_NORM_KEYS[source_format]
+    for source_key, tensor in state_dict.items():
+        if source_key in used or not source_key.startswith(prefix):
             continue
-        tensor = state_dict[source_key]
-        if key == "patch_embed.weight" and tensor.dim() != 4:
-            continue  # a video (Conv3d) patch embedding is not an image tokenizer's
-        used.add(source_key)
-        if key.startswith("norm."):
-            converted.encoder[key] = tensor
+        key = source_key[len(prefix):]
+        if norm_prefix and key in (norm_prefix + "weight", norm_prefix + "bias"):
+            converted.encoder["norm." + key[len(norm_prefix):]] = tensor
+            used.add(source_key)
         else:
-            converted.image_tokenizer[key] = _to_timm_layout(key, tensor)
+            converted.extras[key] = tensor
     converted.unused = sorted(set(state_dict) - used)
     return converted
 
@@ -230,14 +211,6 @@ def _fuse_separate_qkv_bias(encoder: StateDict) -> None:
         block = key[: -len("q_bias")]
         q_bias, v_bias = encoder.pop(key), encoder.pop(block + "v_bias")
         encoder[block + "qkv.bias"] = torch.cat([q_bias, torch.zeros_like(q_bias), v_bias])
-
-
-def _to_timm_layout(key: str, tensor: torch.Tensor) -> torch.Tensor:
-    if key == "cls_token" and tensor.dim() == 1:  # OpenCLIP class_embedding (d,)
-        return tensor.reshape(1, 1, -1)
-    if key == "pos_embed" and tensor.dim() == 2:  # OpenCLIP positional_embedding (n, d)
-        return tensor.unsqueeze(0)
-    return tensor
 
 
 def load_state_dict_source(source: Any) -> StateDict:
@@ -276,7 +249,6 @@ def load_encoder_weights(encoder: torch.nn.Module, source: Any, *, strict: bool 
         name = source if not isinstance(source, Mapping) else "state dict"
         converted = convert_state_dict(load_state_dict_source(source))
     config: EncoderConfig = encoder.config
-    _check_block_indices(converted, name)
     if (converted.depth, converted.dim, converted.mlp_hidden_dim) != (config.depth, config.dim, config.mlp_hidden_dim):
         fits = presets_matching(config.dim, config.depth)
         raise CheckpointError(
@@ -301,81 +273,22 @@ def load_encoder_weights(encoder: torch.nn.Module, source: Any, *, strict: bool 
     return converted
 
 
-def _check_block_indices(converted: ConvertedCheckpoint, name: Any) -> None:
-    indices = sorted({int(k.split(".")[1]) for k in converted.encoder if k.startswith("blocks.")})
+def _check_blocks(block_keys: Mapping[str, tuple[int, str]], source_format: str) -> None:
+    """Refuse block indices that are absurd or have gaps, and blocks that lack a required tensor."""
+    keys_per_block: dict[int, set[str]] = {}
+    for index, key in block_keys.values():
+        if index >= MAX_DEPTH:
+            raise CheckpointError(f"block index {index} is beyond the {MAX_DEPTH} blocks any encoder may have")
+        keys_per_block.setdefault(index, set()).add(key)
+    indices = sorted(keys_per_block)
     gaps = sorted(set(range(indices[-1] + 1)) - set(indices))
     if gaps:
-        raise CheckpointError(f"{name}: blocks {gaps} are missing (found blocks {indices[0]}..{indices[-1]}); "
+        raise CheckpointError(f"blocks {gaps} are missing (found blocks {indices[0]}..{indices[-1]}); "
                               "the checkpoint is incomplete")
-    per_block = {i: sum(1 for k in converted.encoder if k.startswith(f"blocks.{i}.")) for i in indices}
-    incomplete = {i: n for i, n in per_block.items() if n < max(per_block.values())}
-    if incomplete:
-        raise CheckpointError(f"{name}: blocks {sorted(incomplete)} have fewer tensors than the others; "
-                              "the checkpoint is incomplete")
-
-
-def save_encoder(encoder: torch.nn.Module, directory: PathLike) -> Path:
-    """Write the encoder as ``config.json`` + ``model.safetensors`` in ``directory``."""
-    return write_encoder_dir(encoder.state_dict(), encoder.config, directory)
-
-
-def write_encoder_dir(state_dict: Mapping[str, torch.Tensor], config: EncoderConfig, directory: PathLike) -> Path:
-    """Write encoder weights and their config in our directory format."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().contiguous() for k, v in state_dict.items()}
-    save_file(tensors, directory / WEIGHTS_NAME, metadata={"format": "pt", "library": "metatransformer"})
-    (directory / CONFIG_NAME).write_text(json.dumps({"encoder": config.to_dict()}, indent=2) + "\n")
-    return directory
-
-
-def read_encoder_dir(path: PathLike) -> tuple[EncoderConfig, StateDict] | None:
-    """Read a directory written by :func:`save_encoder`; None if ``path`` is not such a directory."""
-    path = Path(path)
-    if not path.is_dir():
-        return None
-    config_file, weights_file = path / CONFIG_NAME, path / WEIGHTS_NAME
-    for required in (config_file, weights_file):
-        if not required.is_file():
-            raise CheckpointError(f"{path}: expected {CONFIG_NAME} and {WEIGHTS_NAME}; {required.name} is missing")
-    try:
-        config_data = json.loads(config_file.read_text())["encoder"]
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
-        raise CheckpointError(f"{config_file}: expected a JSON object with an 'encoder' field ({err})") from err
-    try:
-        config = EncoderConfig.from_dict(config_data)
-    except (ValueError, TypeError) as err:
-        raise CheckpointError(f"{config_file}: {err}") from err
-    return config, read_state_dict(weights_file)
-
-
-def convert_checkpoint(
-        source: PathLike | Mapping[str, torch.Tensor],
-        output_dir: PathLike,
-        *,
-        config: EncoderConfig | str | None = None,
-        **overrides: Any,
-) -> Path:
-    """Convert a checkpoint in any supported format into our safetensors + JSON config directory.
-
-    Args:
-        source: a checkpoint file or state dict.
-        output_dir: directory to write ``config.json`` and ``model.safetensors`` to.
-        config: the architecture; by default the preset whose width and depth fit the checkpoint.
-        **overrides: config fields, e.g. ``act="quick_gelu"`` for OpenAI CLIP blocks.
-    """
-    from .encoder import SharedEncoder  # encoder.py imports this module
-
-    state_dict = load_state_dict_source(source)
-    if config is None:
-        converted = convert_state_dict(state_dict)
-        fits = presets_matching(converted.dim, converted.depth)
-        if not fits:
-            raise CheckpointError(f"{source if not isinstance(source, Mapping) else 'state dict'}: "
-                                  f"{converted.describe()}; pass config= with the head count")
-        config = fits[0]
-        if "final_norm" not in overrides:
-            overrides["final_norm"] = "norm.weight" in converted.encoder
-    encoder = SharedEncoder(config=get_encoder_config(config, **overrides))
-    load_encoder_weights(encoder, state_dict)
-    return save_encoder(encoder, output_dir)
+    if source_format == "open_clip":
+        keys_per_block = {i: {_OPEN_CLIP_BLOCK_KEYS.get(k, k) for k in keys} for i, keys in keys_per_block.items()}
+    expected = set(_REQUIRED_BLOCK_KEYS).union(*keys_per_block.values())
+    for index, keys in keys_per_block.items():
+        missing = sorted(expected - keys)
+        if missing:
+            raise CheckpointError(f"block {index} lacks {missing}; the checkpoint is incomplete")

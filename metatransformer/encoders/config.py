@@ -2,10 +2,17 @@
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from .._validation import check_range, check_value, dataclass_from_dict
+from ..registry import Registry
+
 Activation = Literal["gelu", "quick_gelu"]
+# Far beyond any published ViT (ViT-22B: width 6144, 48 blocks), low enough that a corrupt config is
+# refused before its blocks are allocated.
+MAX_DIM, MAX_DEPTH = 16384, 256
 
 
 @dataclass(frozen=True)
@@ -13,7 +20,8 @@ class EncoderConfig:
     """Architecture of the shared encoder: a stack of pre-norm timm ``Block``s.
 
     Nothing in a block checkpoint records the activation, the LayerNorm eps or the head count, and a
-    wrong choice still loads strictly, so they live here.
+    wrong choice still loads strictly, so they live here. Every field is type- and range-checked on
+    construction, before anything is allocated.
 
     Args:
         dim: token width D.
@@ -39,12 +47,18 @@ class EncoderConfig:
     drop_path_rate: float = 0.0
 
     def __post_init__(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        for field in dataclasses.fields(self):
+            object.__setattr__(self, field.name, check_value(getattr(self, field.name), hints[field.name],
+                                                             f"EncoderConfig.{field.name}"))
+        check_range("EncoderConfig.dim", self.dim, low=1, high=MAX_DIM)
+        check_range("EncoderConfig.depth", self.depth, low=1, high=MAX_DEPTH)
+        check_range("EncoderConfig.num_heads", self.num_heads, low=1, high=self.dim)
+        check_range("EncoderConfig.mlp_ratio", self.mlp_ratio, low=0, high=64, low_inclusive=False)
+        check_range("EncoderConfig.norm_eps", self.norm_eps, low=0, high=1, low_inclusive=False)
+        check_range("EncoderConfig.drop_path_rate", self.drop_path_rate, low=0, high=1)
         if self.dim % self.num_heads:
             raise ValueError(f"EncoderConfig: dim={self.dim} is not divisible by num_heads={self.num_heads}")
-        if self.act not in ("gelu", "quick_gelu"):
-            raise ValueError(f"EncoderConfig: act must be 'gelu' or 'quick_gelu', got {self.act!r}")
-        if self.depth < 1:
-            raise ValueError(f"EncoderConfig: depth must be >= 1, got {self.depth}")
 
     @property
     def mlp_hidden_dim(self) -> int:
@@ -54,46 +68,32 @@ class EncoderConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "EncoderConfig":
-        """Build from a dict, naming any unknown field instead of failing with a TypeError."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"EncoderConfig: unknown field(s) {unknown}; known fields are {sorted(known)}")
-        missing = sorted(f.name for f in dataclasses.fields(cls)
-                         if f.default is dataclasses.MISSING and f.name not in data)
-        if missing:
-            raise ValueError(f"EncoderConfig: missing required field(s) {missing}")
-        return cls(**data)
+    def from_dict(cls, data: Any) -> "EncoderConfig":
+        """Build from a JSON-style dict: unknown, missing and mistyped fields are named."""
+        return dataclass_from_dict(cls, data, where="EncoderConfig")
 
 
-ENCODER_PRESETS: dict[str, EncoderConfig] = {
-    # Meta-Transformer B16 / L14: the LAION-2B OpenCLIP ViT-B/16 and ViT-L/14 visual blocks.
-    "base": EncoderConfig(dim=768, depth=12, num_heads=12),
-    "large": EncoderConfig(dim=1024, depth=24, num_heads=16),
-    # Small widths for experiments and tests; no public checkpoint.
-    "small": EncoderConfig(dim=384, depth=12, num_heads=6),
-    "tiny": EncoderConfig(dim=192, depth=12, num_heads=3),
-    "nano": EncoderConfig(dim=64, depth=2, num_heads=4),
-}
+ENCODER_PRESETS: Registry[EncoderConfig] = Registry("encoder preset")
+# Meta-Transformer B16 / L14: the LAION-2B OpenCLIP ViT-B/16 and ViT-L/14 visual blocks.
+ENCODER_PRESETS.register("base", EncoderConfig(dim=768, depth=12, num_heads=12), aliases=("b16", "vit_base"))
+ENCODER_PRESETS.register("large", EncoderConfig(dim=1024, depth=24, num_heads=16), aliases=("l14", "vit_large"))
+# Small widths for experiments and tests; no public checkpoint.
+ENCODER_PRESETS.register("small", EncoderConfig(dim=384, depth=12, num_heads=6))
+ENCODER_PRESETS.register("tiny", EncoderConfig(dim=192, depth=12, num_heads=3))
+ENCODER_PRESETS.register("nano", EncoderConfig(dim=64, depth=2, num_heads=4))
 
 
 def list_encoder_presets() -> list[str]:
-    return sorted(ENCODER_PRESETS)
+    return ENCODER_PRESETS.names()
 
 
 def get_encoder_config(preset: str | EncoderConfig, **overrides: Any) -> EncoderConfig:
     """Resolve a preset name (or a config) and apply field overrides."""
-    if isinstance(preset, EncoderConfig):
-        config = preset
-    else:
-        try:
-            config = ENCODER_PRESETS[preset]
-        except KeyError:
-            raise ValueError(f"unknown encoder preset {preset!r}; known presets: {list_encoder_presets()}") from None
+    config = preset if isinstance(preset, EncoderConfig) else ENCODER_PRESETS.get(preset)
     return dataclasses.replace(config, **overrides) if overrides else config
 
 
 def presets_matching(dim: int, depth: int) -> list[str]:
     """Names of the presets with this width and depth (used to suggest a fit for a checkpoint)."""
-    return [name for name, c in ENCODER_PRESETS.items() if c.dim == dim and c.depth == depth]
+    return [name for name in ENCODER_PRESETS.names()
+            if (ENCODER_PRESETS.get(name).dim, ENCODER_PRESETS.get(name).depth) == (dim, depth)]

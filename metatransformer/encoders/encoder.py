@@ -2,15 +2,13 @@
 from __future__ import annotations
 
 from functools import partial
-from typing import Any
-
 import torch
 import torch.nn as nn
 from timm.layers import QuickGELU
 from timm.models.vision_transformer import Block
 from torch.utils.checkpoint import checkpoint
 
-from .config import EncoderConfig, get_encoder_config
+from .config import EncoderConfig
 
 _ACTIVATIONS: dict[str, type[nn.Module]] = {"gelu": nn.GELU, "quick_gelu": QuickGELU}
 
@@ -110,35 +108,3 @@ class SharedEncoder(nn.Module):
             else:
                 x = block(x, attn_mask=attn_mask)
         return self.norm(x)
-
-
-def create_encoder(
-        preset: str | EncoderConfig = "base",
-        *,
-        checkpoint: Any = None,
-        strict: bool = True,
-        **overrides: Any,
-) -> SharedEncoder:
-    """Build the shared encoder from a preset and optionally load weights.
-
-    Args:
-        preset: a name from ``ENCODER_PRESETS`` (``base``, ``large``, ``small``, ``tiny``, ``nano``) or
-            an :class:`EncoderConfig`.
-        checkpoint: a file (``.pth``/``.pt``/``.bin``/``.safetensors``), a directory saved by
-            :func:`~metatransformer.encoders.save_encoder`, or a state dict in any supported format.
-        strict: with a checkpoint, fail on missing or unexpected block keys.
-        **overrides: config fields to change (``act="quick_gelu"``, ``final_norm=True``...).
-    """
-    from .checkpoint import load_encoder_weights, read_encoder_dir
-
-    if isinstance(checkpoint, (str, bytes)) or hasattr(checkpoint, "__fspath__"):
-        saved = read_encoder_dir(checkpoint)
-        if saved is not None:  # our own format carries its config
-            config, state_dict = saved
-            encoder = SharedEncoder(config=get_encoder_config(config, **overrides))
-            load_encoder_weights(encoder, state_dict, strict=strict)
-            return encoder
-    encoder = SharedEncoder(config=get_encoder_config(preset, **overrides))
-    if checkpoint is not None:
-        load_encoder_weights(encoder, checkpoint, strict=strict)
-    return encoder

@@ -1,9 +1,11 @@
-"""Pooling a token sequence into one vector per sample, respecting the padding mask."""
+"""Pooling a token sequence into one vector per sample: the one rule heads and ``embed`` share."""
 from __future__ import annotations
 
 from typing import Literal, Sequence, Union
 
 import torch
+
+from ..data2seq.base import TokenSequence
 
 PoolKind = Literal["cls", "mean", "max"]
 Pool = Union[PoolKind, Sequence[PoolKind]]
@@ -18,32 +20,31 @@ def normalize_pool(pool: Pool) -> tuple[str, ...]:
     return kinds
 
 
-def pool_tokens(tokens: torch.Tensor, mask: torch.Tensor, pool: Pool, *, num_prefix_tokens: int = 1) -> torch.Tensor:
-    """Pool tokens; several kinds are concatenated in the order given.
+def pool_tokens(features: TokenSequence, pool: Pool, *, modality: str | None = None) -> torch.Tensor:
+    """Pool a (possibly fused) sequence; several kinds are concatenated in the order given.
 
-    ``cls`` takes the first token; ``mean`` and ``max`` use the real tokens after the
-    ``num_prefix_tokens`` prefix (falling back to all real tokens if a sample has only the prefix).
+    ``cls`` takes the first prefix (cls) token — of ``modality`` when given — and raises if there is
+    none. ``mean`` and ``max`` cover the content tokens: real and not prefix, of ``modality`` or of every
+    modality; a sample with no content token falls back to its real tokens, so it is never empty.
 
     Args:
-        tokens: (b, n, d).
-        mask: (b, n) bool, True = real token.
+        features: tokens (b, n, d) with their mask and prefix/segment records.
         pool: ``"cls"``, ``"mean"``, ``"max"`` or a sequence of them.
-        num_prefix_tokens: leading tokens (cls) left out of mean/max pooling.
+        modality: pool only this modality's tokens (fused sequences), or all when None.
 
     Returns:
         (b, d · number of kinds).
     """
     kinds = normalize_pool(pool)
-    body = mask.clone()
-    body[:, :num_prefix_tokens] = False
-    body = torch.where(body.any(dim=1, keepdim=True), body, mask)  # b n
+    tokens = features.tokens
+    content = features.content_mask(modality)  # b n
+    real = features.mask if modality is None else features.mask & features.modality_mask(modality)
+    body = torch.where(content.any(dim=1, keepdim=True), content, real)
     weights = body.unsqueeze(-1).to(tokens.dtype)  # b n 1
     pooled = []
     for kind in kinds:
         if kind == "cls":
-            if num_prefix_tokens < 1:
-                raise ValueError("cls pooling needs a sequence with a leading cls token (num_prefix_tokens >= 1)")
-            pooled.append(tokens[:, 0])
+            pooled.append(tokens[:, features.cls_index(modality)])
         elif kind == "mean":
             pooled.append((tokens * weights).sum(1) / weights.sum(1).clamp_min(1))
         else:

@@ -9,6 +9,9 @@ import torch
 import torch.nn as nn
 from safetensors.torch import save_file
 
+from ..config import ModelConfig
+from ..encoders.config import EncoderConfig
+from ..serialization import atomic_write, write_checkpoint_dir
 from .reparam import pathway_layers
 
 
@@ -44,20 +47,19 @@ def merged_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
 def export_merged(model: nn.Module, path: str | Path) -> Path:
     """Write the merged model with its original keys.
 
-    A :class:`~metatransformer.encoders.SharedEncoder` (or a model with an ``encoder`` config) is written as
-    our directory format (``config.json`` + ``model.safetensors``); any other model (e.g. a timm ViT) as one
-    ``.safetensors`` file that loads strictly into the un-re-parameterized architecture.
+    A :class:`~metatransformer.encoders.SharedEncoder` or a :class:`~metatransformer.MetaTransformer` is
+    written in our directory format (``config.json`` + ``model.safetensors``), which ``create_encoder`` /
+    ``MetaTransformer.from_pretrained`` open; any other model (e.g. a timm ViT) as one ``.safetensors``
+    file that loads strictly into the un-re-parameterized architecture.
     """
-    from ..encoders import EncoderConfig
-    from ..encoders.checkpoint import write_encoder_dir
-
     path = Path(path)
     config = getattr(model, "config", None)
-    if isinstance(config, EncoderConfig):
-        return write_encoder_dir(merged_state_dict(model), config, path)
+    if isinstance(config, (EncoderConfig, ModelConfig)):
+        document = {"encoder": config.to_dict()} if isinstance(config, EncoderConfig) else config.to_dict()
+        return write_checkpoint_dir(path, document, merged_state_dict(model))
     tensors = {k: v.detach().contiguous() for k, v in merged_state_dict(model).items()}
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, path, metadata={"format": "pt"})
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
     return path
 
 

@@ -1,6 +1,7 @@
 import pytest
 import timm
 import torch
+from timm.layers import resample_abs_pos_embed
 
 from metatransformer import create_model
 from metatransformer.data2seq import Data2Seq, ImageTokenizer
@@ -14,21 +15,31 @@ def _randomized(model):
 
 
 def test_image_tokens_shape_and_mask():
-    tokens, mask = Data2Seq(modality="image", dim=768)(torch.randn(2, 3, 224, 224))
+    sequence = Data2Seq(modality="image", dim=768)(torch.randn(2, 3, 224, 224))
+    tokens, mask = sequence.tokens, sequence.mask
+    assert sequence.prefix.tolist() == [True] + [False] * 196 and sequence.modalities == ("image",)
     assert tokens.shape == (2, 197, 768) and mask.shape == (2, 197) and mask.dtype == torch.bool and mask.all()
 
 
 def test_other_sizes_interpolate_the_position_embedding():
     tokenizer = ImageTokenizer(dim=64, patch_size=16, img_size=224)
-    tokens, _ = tokenizer(torch.randn(1, 3, 160, 320))
+    images = torch.randn(1, 3, 160, 320)
+    tokens = tokenizer(images).tokens
     assert tokens.shape == (1, 1 + 10 * 20, 64)
+    # Against timm's resampling of the same table to the (10, 20) grid: a transposed (h, w) would differ.
+    expected_pos = resample_abs_pos_embed(tokenizer.pos_embed, new_size=[10, 20], old_size=[14, 14],
+                                          num_prefix_tokens=1)
+    with torch.no_grad():
+        patches = tokenizer.patch_embed(images).flatten(2).transpose(1, 2)
+        expected = torch.cat([tokenizer.cls_token.token, patches], 1) + expected_pos
+    torch.testing.assert_close(tokens, expected)
+    transposed = resample_abs_pos_embed(tokenizer.pos_embed, new_size=[20, 10], old_size=[14, 14], num_prefix_tokens=1)
+    assert not torch.allclose(expected_pos, transposed.reshape_as(expected_pos))
 
 
 def test_large_style_patch_and_channels():
-    tokens, _ = Data2Seq(modality="x-ray", dim=64, patch_size=14)(torch.randn(1, 1, 224, 224))
-    assert tokens.shape == (1, 257, 64)
-    tokens, _ = Data2Seq(modality="infrared", dim=64, in_chans=3)(torch.randn(1, 3, 224, 224))
-    assert tokens.shape == (1, 197, 64)
+    assert Data2Seq(modality="x-ray", dim=64, patch_size=14)(torch.randn(1, 1, 224, 224)).tokens.shape == (1, 257, 64)
+    assert Data2Seq(modality="infrared", dim=64, in_chans=3)(torch.randn(1, 3, 224, 224)).tokens.shape == (1, 197, 64)
 
 
 def test_bad_images_raise():

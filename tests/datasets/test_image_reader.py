@@ -3,7 +3,7 @@ import pytest
 import torch
 from PIL import Image
 
-from metatransformer.datasets import CLIP_MEAN, CLIP_STD, ImageReadError, image_transform, read_image
+from metatransformer.datasets import ReadError, CLIP_MEAN, CLIP_STD, ImageReadError, image_transform, read_image
 
 
 @pytest.fixture
@@ -72,12 +72,13 @@ def test_unreadable_files_name_the_file(tmp_path, rgb_array, content):
         Image.fromarray(rgb_array).save(path)
         content = path.read_bytes()[:60]
     path.write_bytes(content)
-    with pytest.raises(ImageReadError, match="broken.png"):
+    with pytest.raises(ReadError, match="broken.png"):
         read_image(path)
+    assert issubclass(ImageReadError, ReadError)
 
 
 def test_missing_file():
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(ReadError, match="/nonexistent/image.png: no such file"):
         read_image("/nonexistent/image.png")
 
 

@@ -55,7 +55,8 @@ def test_timm_vit_blocks_and_final_norm_match_and_extras_are_reported():
     converted = convert_state_dict(vit.state_dict())
     assert converted.source_format == "timm"
     assert {"head.weight", "head.bias"} <= set(converted.unused)
-    assert {"patch_embed.weight", "cls_token", "pos_embed"} <= set(converted.image_tokenizer)
+    assert {"patch_embed.proj.weight", "cls_token", "pos_embed"} <= set(converted.extras)
+    assert not any(k.startswith(("patch_embed", "cls_token", "pos_embed")) for k in converted.encoder)
     # timm's generic ViT uses LayerNorm eps 1e-6.
     encoder = create_encoder("small", depth=2, norm_eps=1e-6, final_norm=True, checkpoint=vit.state_dict()).eval()
     x = torch.randn(2, 197, 384)
@@ -171,7 +172,8 @@ def test_tampered_config_names_the_field(tmp_path):
 
 def test_large_checkpoint_into_base_names_the_fitting_preset():
     large = {f"{i}.{k}": torch.empty(s) for i in range(24) for k, s in {
-        "norm1.weight": (1024,), "attn.qkv.weight": (3072, 1024), "mlp.fc1.weight": (4096, 1024)}.items()}
+        "norm1.weight": (1024,), "attn.qkv.weight": (3072, 1024), "attn.proj.weight": (1024, 1024),
+        "norm2.weight": (1024,), "mlp.fc1.weight": (4096, 1024), "mlp.fc2.weight": (1024, 4096)}.items()}
     with pytest.raises(CheckpointError, match=r"24 blocks of width 1024.*'large'.*12 blocks of width 768.*'base'"):
         create_encoder("base", checkpoint=large)
 
@@ -204,8 +206,12 @@ def test_another_models_file_says_what_was_expected(tmp_path):
 def test_missing_keys_and_missing_blocks_are_named():
     state_dict = reference_blocks(64, 4, 2).state_dict()
     del state_dict["1.mlp.fc2.bias"]
-    with pytest.raises(CheckpointError, match="blocks \\[1\\] have fewer tensors"):
+    with pytest.raises(CheckpointError, match="block 1 lacks \\['mlp.fc2.bias'\\]"):
         create_encoder("nano", checkpoint=state_dict)
+    # A tensor every block needs, missing from all of them, is named too (not a raw KeyError).
+    state_dict = {k: v for k, v in reference_blocks(64, 4, 2).state_dict().items() if "norm1.weight" not in k}
+    with pytest.raises(CheckpointError, match="block 0 lacks \\['norm1.weight'\\]"):
+        convert_state_dict(state_dict)
     state_dict = {k: v for k, v in reference_blocks(64, 4, 3).state_dict().items() if not k.startswith("1.")}
     with pytest.raises(CheckpointError, match="blocks \\[1\\] are missing"):
         create_encoder("nano", depth=3, checkpoint=state_dict)
@@ -232,3 +238,10 @@ def test_wrapped_training_checkpoints_are_unwrapped(tmp_path):
     x = torch.randn(1, 4, 64)
     with torch.no_grad():
         assert (encoder(x) - reference(x)).abs().max() <= 1e-5
+
+
+def test_an_absurd_block_index_is_refused_before_any_per_block_work():
+    state_dict = dict(reference_blocks(64, 4, 1).state_dict())
+    state_dict["1000000000.norm1.weight"] = torch.zeros(64)
+    with pytest.raises(CheckpointError, match="block index 1000000000 is beyond the 256 blocks"):
+        convert_state_dict(state_dict)
