@@ -5,6 +5,8 @@ from pathlib import Path
 
 import torch
 
+from metatransformer.registry import MODALITIES
+
 from tests.conftest import reference_blocks
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -16,8 +18,13 @@ def test_readme_python_examples_run(tmp_path, monkeypatch):
     torch.save(reference_blocks(768, 12, 12).state_dict(), tmp_path / "Meta-Transformer_base_patch16_encoder.pth")
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
-    for block in blocks:
-        exec(compile(block, str(README), "exec"), namespace)
+    registered = set(MODALITIES.names())
+    try:
+        for block in blocks:
+            exec(compile(block, str(README), "exec"), namespace)
+    finally:  # the README registers an example modality; leave the registry as it was
+        for name in set(MODALITIES.names()) - registered:
+            MODALITIES.unregister(name)
     assert os.path.isfile("runs/xray-model/model.safetensors")
     assert os.path.isfile("runs/merged-encoder/config.json")
     assert namespace["features"].shape == (2, 197, 768)

@@ -48,8 +48,11 @@ def test_quick_gelu_changes_the_output():
     assert (quick(x) - reference(x)).abs().max() > 1e-3
 
 
-def test_padding_does_not_change_real_positions():
+@pytest.mark.parametrize("fused_attn", [True, False], ids=["sdpa", "manual-attention"])
+def test_padding_does_not_change_real_positions(fused_attn):
     encoder = create_encoder("nano").eval()
+    for block in encoder.blocks:  # timm has two attention code paths; the mask must work on both
+        block.attn.fused_attn = fused_attn
     real = torch.randn(1, 5, 64)
     junk = torch.randn(1, 4, 64) * 50
     alone = encoder(real)
@@ -84,14 +87,23 @@ def test_freeze_and_unfreeze_last_blocks():
     assert not any(p.requires_grad for p in encoder.parameters())
     encoder.unfreeze(last_n_blocks=1)
     trainable = {n for n, p in encoder.named_parameters() if p.requires_grad}
-    assert trainable and all(n.startswith(("blocks.1.", "norm.")) for n in trainable)
+    assert trainable == {n for n, _ in encoder.named_parameters() if n.startswith(("blocks.1.", "norm."))}
     encoder.unfreeze()
     assert all(p.requires_grad for p in encoder.parameters())
     with pytest.raises(ValueError, match="last_n_blocks"):
         encoder.unfreeze(last_n_blocks=3)
 
 
-def test_gradient_checkpointing_gives_the_same_gradients():
+def test_gradient_checkpointing_runs_and_gives_the_same_gradients(monkeypatch):
+    from metatransformer.encoders import encoder as encoder_module
+
+    calls = []
+
+    def counting_checkpoint(*args, **kwargs):
+        calls.append(1)
+        return torch.utils.checkpoint.checkpoint(*args, **kwargs)
+
+    monkeypatch.setattr(encoder_module, "checkpoint", counting_checkpoint)
     encoder = create_encoder("nano").train()
     x = torch.randn(2, 6, 64)
     mask = torch.tensor([[True] * 6, [True] * 4 + [False] * 2])
@@ -100,6 +112,7 @@ def test_gradient_checkpointing_gives_the_same_gradients():
     encoder.zero_grad()
     encoder.set_grad_checkpointing(True)
     encoder(x, mask).square().mean().backward()
+    assert len(calls) == len(encoder.blocks)  # every block went through the checkpoint
     for expected, param in zip(plain, encoder.parameters()):
         torch.testing.assert_close(param.grad, expected)
 

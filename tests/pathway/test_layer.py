@@ -117,6 +117,22 @@ def test_bf16_small_scale_is_not_lost():
     assert abs(layer.scales[0].grad.item() - grad64.item()) < 2e-2 * abs(grad64.item())
 
 
+def test_bf16_target_weights_keep_the_scale_term_in_the_effective_weight():
+    """bf16-stored target and aux (the path a bf16 model takes): W + λ·W_aux is still formed in float32."""
+    torch.manual_seed(0)
+    linear = nn.Linear(128, 128).to(torch.bfloat16)
+    layer = PathwayLinear(linear, [torch.randn(128, 128) * 0.02])
+    assert layer.target_weight.dtype == torch.bfloat16 and layer.aux_weights[0].dtype == torch.bfloat16
+    with torch.no_grad():
+        layer.scales[0].fill_(1e-3)
+    merged = layer.merged_weight()
+    assert merged.dtype == torch.float32
+    term64 = 1e-3 * layer.aux_weights[0].double()
+    assert ((merged.double() - linear.weight.double()) - term64).abs().max() < 1e-3 * term64.abs().max()
+    naive = linear.weight + torch.tensor(1e-3, dtype=torch.bfloat16) * layer.aux_weights[0]
+    assert ((naive.double() - linear.weight.double()) - term64).norm() > 0.5 * term64.norm()
+
+
 def test_shape_mismatch_raises():
     with pytest.raises(ValueError, match=r"\(9, 5\).*\(9, 6\)"):
         PathwayLinear(nn.Linear(6, 9), [torch.randn(9, 5)])

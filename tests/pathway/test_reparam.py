@@ -155,7 +155,8 @@ def test_separate_qkv_projections_map_into_a_fused_qkv():
     target = create_encoder("nano")
     reparameterize_aux_into_target_model(target, aux, layer_names={"attn.qkv": ("query", "key", "value")})
     fused = target.blocks[1].attn.qkv.aux_weights[0]
-    torch.testing.assert_close(fused[64:128], aux.layer[1].key.weight)
+    for rows, name in zip((slice(0, 64), slice(64, 128), slice(128, 192)), ("query", "key", "value")):
+        torch.testing.assert_close(fused[rows], getattr(aux.layer[1], name).weight)
 
 
 def test_controls_random_and_shuffled():
@@ -188,6 +189,17 @@ def test_fixed_scale_and_granularities():
     layer = target.blocks[0].mlp.fc1
     assert layer.scales[0].shape == (256,) and not layer.scales[0].requires_grad
     assert torch.all(layer.scales[0] == 0.1)
+
+    # "qkv": three λ for a fused qkv (one per q/k/v slice), one for every other layer.
+    target, aux = create_encoder("nano"), create_encoder("nano")
+    reparameterize_aux_into_target_model(target, aux, scale_granularity="qkv")
+    qkv = target.blocks[0].attn.qkv
+    assert qkv.scales[0].shape == (3,) and target.blocks[0].mlp.fc1.scales[0].shape == (1,)
+    with torch.no_grad():
+        qkv.scales[0].copy_(torch.tensor([0.0, 0.5, 0.0]))
+    term = qkv.merged_weight() - qkv.target_weight
+    torch.testing.assert_close(term[64:128], 0.5 * aux.blocks[0].attn.qkv.weight[64:128])
+    assert term[:64].abs().max() == 0 and term[128:].abs().max() == 0
 
 
 def test_param_groups_put_scales_in_the_optimizer_without_decay():
@@ -248,3 +260,42 @@ def test_torch_compile_trains_an_unmerged_pathway_model():
     compiled_out.square().mean().backward()
     torch.testing.assert_close(compiled_out, eager_out, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(target.blocks[0].attn.qkv.scales[0].grad, eager_grad, atol=1e-5, rtol=1e-4)
+
+
+def test_check_merge_raises_when_merging_would_change_the_outputs():
+    target = create_encoder("nano").eval()
+    reparameterize_aux_into_target_model(target, create_encoder("nano"))
+    with torch.no_grad():
+        target.blocks[0].mlp.fc1.scales[0].fill_(0.5)
+    x = torch.randn(2, 5, 64)
+    assert check_merge(target, x) <= 1e-5
+    # A merge that drops a λ term (the bug check_merge exists to catch) must be reported.
+    from metatransformer.pathway import layer as layer_module
+    original = layer_module.PathwayLinear.merged_weight
+
+    def dropped_term(self):
+        return self.target_weight.float()
+
+    layer_module.PathwayLinear.merged_weight = dropped_term
+    try:
+        with pytest.raises(AssertionError, match="merged and un-merged outputs differ"):
+            check_merge(target, x)
+    finally:
+        layer_module.PathwayLinear.merged_weight = original
+
+
+def test_export_merged_of_a_model_writes_a_directory_the_model_loads(tmp_path):
+    from metatransformer import MetaTransformer, create_model
+
+    model = create_model("nano", modalities={"image": {"img_size": 32, "patch_size": 8}},
+                         heads={"cls": {"kind": "classification", "num_classes": 2}}).eval()
+    reparameterize_aux_into_target_model(model, create_encoder("nano"))
+    with torch.no_grad():
+        model.encoder.blocks[1].attn.proj.scales[0].fill_(0.3)
+    images = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        expected = model("image", images, head="cls")
+    export_merged(model, tmp_path / "merged")
+    loaded = MetaTransformer.from_pretrained(tmp_path / "merged").eval()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded("image", images, head="cls"), expected, atol=1e-5, rtol=1e-5)
