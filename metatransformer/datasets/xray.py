@@ -97,8 +97,11 @@ def _rescale(values: np.ndarray, low: float, high: float) -> np.ndarray:
 def _is_dicom(path: Path) -> bool:
     if path.suffix.lower() in (".dcm", ".dicom"):
         return True
-    with open(path, "rb") as file:
-        return file.read(132)[128:] == b"DICM"
+    try:
+        with open(path, "rb") as file:
+            return file.read(132)[128:] == b"DICM"
+    except OSError as err:
+        raise ReadError(f"{path}: cannot be opened ({err.strerror or err})") from None
 
 
 def _read_dicom(path: Path, window: str, max_pixels: int, max_aspect_ratio: float):
@@ -126,9 +129,12 @@ def _read_dicom(path: Path, window: str, max_pixels: int, max_aspect_ratio: floa
     if not 1 <= bits_stored <= 32:
         raise ReadError(f"{path}: BitsStored={bits_stored} is not a valid integer sample depth")
     syntax = getattr(ds, "file_meta", {}).get("TransferSyntaxUID")
-    if syntax is not None and syntax.is_compressed:
-        decoder = get_decoder(syntax)
-        if not decoder.is_available:
+    if syntax is not None:
+        try:
+            decoder = get_decoder(syntax) if syntax.is_compressed else None
+        except (ValueError, NotImplementedError):  # not a transfer syntax, or one pydicom has no decoder for
+            raise ReadError(f"{path}: transfer syntax {syntax.name or syntax} is not one pydicom decodes") from None
+        if decoder is not None and not decoder.is_available:
             raise ReadError(f"{path}: pixel data compressed as {syntax.name}, which no installed plugin decodes; "
                             f"install one of: {'; '.join(decoder.missing_dependencies)}")
     try:

@@ -121,7 +121,7 @@ def test_sixteen_bit_radiograph_keeps_its_range(tmp_path, suffix):
                                atol=1e-7, rtol=0)
 
 
-@pytest.mark.parametrize("case", ["empty", "junk", "truncated", "no_pixels", "wrong_format", "huge"])
+@pytest.mark.parametrize("case", ["empty", "junk", "truncated", "no_pixels", "wrong_format", "huge", "syntax"])
 def test_bad_files_raise_read_error_naming_the_file(tmp_path, case):
     path = tmp_path / "bad.dcm"
     if case == "empty":
@@ -143,6 +143,11 @@ def test_bad_files_raise_read_error_naming_the_file(tmp_path, case):
         _write_dicom(path, STORED)
         ds = pydicom.dcmread(path)
         ds.Rows, ds.Columns = 60000, 60000
+        ds.save_as(path)
+    elif case == "syntax":  # a transfer syntax UID nobody defines
+        _write_dicom(path, STORED)
+        ds = pydicom.dcmread(path)
+        ds.file_meta.TransferSyntaxUID = "1.2.3.4.5"
         ds.save_as(path)
     with pytest.raises(ReadError, match="bad.dcm"):
         read_xray(path)
