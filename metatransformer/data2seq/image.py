@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-from functools import partial
 from typing import Any, Callable, Mapping
 
 import torch
@@ -12,6 +11,8 @@ from timm.models import adapt_input_conv
 
 from .._validation import check_range
 from ..datasets.image import CLIP_MEAN, CLIP_STD, IMAGE_SUFFIXES, image_transform, read_image
+from ..datasets.infrared import INFRARED_SUFFIXES, read_infrared
+from ..datasets.xray import XRAY_SUFFIXES, read_xray
 from ..registry import register_modality
 from .base import ClsToken, TokenSequence, Tokenizer, full_mask
 
@@ -193,7 +194,8 @@ def image_eval_transform(tokenizer: ImageTokenizer) -> Callable[[torch.Tensor], 
 
 register_modality("image", tokenizer=ImageTokenizer, reader=read_image, suffixes=IMAGE_SUFFIXES,
                   transform=image_eval_transform, aliases=("rgb", "vision"))
-register_modality("infrared", tokenizer=InfraredTokenizer, reader=partial(read_image, channels=1),
-                  suffixes=IMAGE_SUFFIXES, transform=image_eval_transform, aliases=("thermal", "ir"))
-register_modality("xray", tokenizer=XRayTokenizer, reader=partial(read_image, channels=1), suffixes=IMAGE_SUFFIXES,
+# Infrared claims .npy and X-ray .dcm; their .png/.tif files infer "image" (registered first): pass modality=.
+register_modality("infrared", tokenizer=InfraredTokenizer, reader=read_infrared, suffixes=INFRARED_SUFFIXES,
+                  transform=image_eval_transform, aliases=("thermal", "ir"))
+register_modality("xray", tokenizer=XRayTokenizer, reader=read_xray, suffixes=XRAY_SUFFIXES,
                   transform=image_eval_transform, aliases=("x_ray", "radiograph"))

@@ -1,6 +1,18 @@
 """Raw-file readers (file → item, no parameters), one per modality, behind one ``read`` and one ``ReadError``."""
-from .image import CLIP_MEAN, CLIP_STD, IMAGE_SUFFIXES, ImageReadError, image_transform, read_image
+from .image import (
+    CLIP_MEAN,
+    CLIP_STD,
+    IMAGE_SUFFIXES,
+    MAX_ASPECT_RATIO,
+    MAX_IMAGE_PIXELS,
+    ImageReadError,
+    image_transform,
+    read_image,
+)
+from .infrared import INFRARED_SUFFIXES, read_infrared
 from .registry import ReadError, check_file, read
+from .xray import XRAY_SUFFIXES, read_xray
 
-__all__ = ["CLIP_MEAN", "CLIP_STD", "IMAGE_SUFFIXES", "ImageReadError", "ReadError", "check_file", "image_transform",
-           "read", "read_image"]
+__all__ = ["CLIP_MEAN", "CLIP_STD", "IMAGE_SUFFIXES", "INFRARED_SUFFIXES", "ImageReadError", "MAX_ASPECT_RATIO",
+           "MAX_IMAGE_PIXELS", "ReadError", "XRAY_SUFFIXES", "check_file", "image_transform", "read", "read_image",
+           "read_infrared", "read_xray"]
