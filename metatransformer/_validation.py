@@ -76,6 +76,8 @@ def check_value(value: Any, annotation: Any, where: str) -> Any:
         key_type, value_type = args if args else (Any, Any)
         return {check_value(k, key_type, f"{where} key"): check_value(v, value_type, f"{where}[{k!r}]")
                 for k, v in value.items()}
+    if dataclasses.is_dataclass(annotation) and isinstance(value, Mapping):
+        return dataclass_from_dict(annotation, value, where=where)
     if isinstance(annotation, type):
         if isinstance(value, annotation):
             return value

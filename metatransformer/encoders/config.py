@@ -10,9 +10,43 @@ from .._validation import check_range, check_value, dataclass_from_dict
 from ..registry import Registry
 
 Activation = Literal["gelu", "quick_gelu"]
+ScaleGranularity = Literal["layer", "qkv", "channel"]
 # Far beyond any published ViT (ViT-22B: width 6144, 48 blocks), low enough that a corrupt config is
 # refused before its blocks are allocated.
 MAX_DIM, MAX_DEPTH = 16384, 256
+
+
+@dataclass(frozen=True)
+class PathwayConfig:
+    """An un-merged Multimodal Pathway, recorded so the re-parameterized encoder saves, reloads and resumes.
+
+    Written by :func:`~metatransformer.pathway.reparameterize_aux_into_target_model` and cleared by
+    :func:`~metatransformer.pathway.merge_pathway`; the auxiliary weights and λ live in the state dict.
+
+    Args:
+        layers: (block index, layer name inside the block, number of auxiliary weights) per
+            re-parameterized linear layer.
+        scale_granularity: λ per layer, per q/k/v slice of a fused qkv (``"qkv"``) or per output channel.
+        learnable_scale: whether λ trains.
+        trainable_aux: whether the auxiliary weights train.
+        aux_dtype: storage dtype of the auxiliary weights (``"float32"``, ``"bfloat16"``, ``"float16"``),
+            or None for the target weight's dtype.
+    """
+
+    layers: tuple[tuple[int, str, int], ...]
+    scale_granularity: ScaleGranularity = "layer"
+    learnable_scale: bool = True
+    trainable_aux: bool = True
+    aux_dtype: Literal["float32", "bfloat16", "float16"] | None = None
+
+    def __post_init__(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        for field in dataclasses.fields(self):
+            object.__setattr__(self, field.name, check_value(getattr(self, field.name), hints[field.name],
+                                                             f"PathwayConfig.{field.name}"))
+        for block, name, num_aux in self.layers:
+            check_range(f"PathwayConfig.layers block index of {name!r}", block, low=0, high=MAX_DEPTH - 1)
+            check_range(f"PathwayConfig.layers auxiliary count of {name!r}", num_aux, low=1, high=16)
 
 
 @dataclass(frozen=True)
@@ -34,6 +68,7 @@ class EncoderConfig:
         final_norm: apply a LayerNorm after the last block (timm ViT ``norm``; the Meta-Transformer
             file has none, so heads supply it there).
         drop_path_rate: stochastic depth, increasing linearly over the blocks.
+        pathway: an un-merged Multimodal Pathway's structure (see :class:`PathwayConfig`), or None.
     """
 
     dim: int
@@ -45,6 +80,7 @@ class EncoderConfig:
     norm_eps: float = 1e-5
     final_norm: bool = False
     drop_path_rate: float = 0.0
+    pathway: PathwayConfig | None = None
 
     def __post_init__(self) -> None:
         hints = typing.get_type_hints(type(self))
@@ -59,6 +95,8 @@ class EncoderConfig:
         check_range("EncoderConfig.drop_path_rate", self.drop_path_rate, low=0, high=1)
         if self.dim % self.num_heads:
             raise ValueError(f"EncoderConfig: dim={self.dim} is not divisible by num_heads={self.num_heads}")
+        if self.pathway is not None and max(b for b, _, _ in self.pathway.layers) >= self.depth:
+            raise ValueError(f"EncoderConfig: the pathway names blocks beyond depth {self.depth}")
 
     @property
     def mlp_hidden_dim(self) -> int:

@@ -8,7 +8,8 @@ from timm.layers import QuickGELU
 from timm.models.vision_transformer import Block
 from torch.utils.checkpoint import checkpoint
 
-from .config import EncoderConfig
+from ..pathway.layer import PathwayLinear, scale_groups
+from .config import EncoderConfig, PathwayConfig
 
 _ACTIVATIONS: dict[str, type[nn.Module]] = {"gelu": nn.GELU, "quick_gelu": QuickGELU}
 
@@ -68,6 +69,18 @@ class SharedEncoder(nn.Module):
         )
         self.norm = norm_layer(config.dim) if config.final_norm else nn.Identity()
         self.grad_checkpointing = False
+        if config.pathway is not None:
+            self._build_pathway(config.pathway)
+
+    def _build_pathway(self, pathway: PathwayConfig) -> None:
+        """Re-create the structure of an un-merged pathway (placeholders that its state dict fills)."""
+        aux_dtype = getattr(torch, pathway.aux_dtype) if pathway.aux_dtype else None
+        for block, name, num_aux in pathway.layers:
+            linear = self.blocks[block].get_submodule(name)
+            placeholders = [torch.zeros_like(linear.weight)] * num_aux
+            self.blocks[block].set_submodule(name, PathwayLinear(
+                linear, placeholders, scale_groups=scale_groups(pathway.scale_granularity, name, linear.out_features),
+                learnable_scale=pathway.learnable_scale, trainable_aux=pathway.trainable_aux, aux_dtype=aux_dtype))
 
     @property
     def dim(self) -> int:
@@ -78,8 +91,14 @@ class SharedEncoder(nn.Module):
         self.grad_checkpointing = enable
 
     def freeze(self) -> "SharedEncoder":
-        """Stop gradients to every encoder parameter (Meta-Transformer's frozen-encoder recipe)."""
+        """Stop gradients to every encoder weight (Meta-Transformer's frozen-encoder recipe). An un-merged
+        pathway's λ and auxiliary weights keep the trainability its config records: they are what trains."""
         self.requires_grad_(False)
+        if self.config.pathway is not None:
+            for layer in self.modules():
+                if isinstance(layer, PathwayLinear):
+                    layer.scales.requires_grad_(self.config.pathway.learnable_scale)
+                    layer.aux_weights.requires_grad_(self.config.pathway.trainable_aux)
         return self
 
     def unfreeze(self, last_n_blocks: int | None = None) -> "SharedEncoder":

@@ -8,6 +8,16 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
+def scale_groups(granularity: str, name: str, out_features: int) -> int:
+    """λ values per auxiliary for one layer: 1 (``"layer"``), 3 for a fused qkv and 1 otherwise (``"qkv"``),
+    or one per output channel (``"channel"``)."""
+    if granularity == "channel":
+        return out_features
+    if granularity not in ("layer", "qkv"):
+        raise ValueError(f"scale_granularity must be 'layer', 'qkv' or 'channel', got {granularity!r}")
+    return 3 if granularity == "qkv" and name.endswith("qkv") else 1
+
+
 def _expand_scale(scale: torch.Tensor, rows: int, dtype: torch.dtype) -> torch.Tensor:
     """(g,) scale -> (rows, 1): one value per group of consecutive output rows."""
     return scale.to(dtype).repeat_interleave(rows // scale.numel()).unsqueeze(1)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,9 @@ def merge_pathway(model: nn.Module) -> int:
     layers = pathway_layers(model)
     for name, layer in layers.items():
         model.set_submodule(name, layer.to_linear())
+    for module in model.modules():  # the encoder no longer records a pathway
+        if isinstance(getattr(module, "config", None), EncoderConfig) and module.config.pathway is not None:
+            module.config = dataclasses.replace(module.config, pathway=None)
     return len(layers)
 
 
@@ -56,6 +60,7 @@ def export_merged(model: nn.Module, path: str | Path) -> Path:
     config = getattr(model, "config", None)
     if isinstance(config, (EncoderConfig, ModelConfig)):
         document = {"encoder": config.to_dict()} if isinstance(config, EncoderConfig) else config.to_dict()
+        document["encoder"]["pathway"] = None  # the merged weights have the plain architecture
         return write_checkpoint_dir(path, document, merged_state_dict(model))
     tensors = {k: v.detach().contiguous() for k, v in merged_state_dict(model).items()}
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,7 @@
 """Cross-Modal Re-parameterization: pair the target's blocks with an auxiliary model's and wrap their linears."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from typing import Literal, Mapping, Sequence, Union
@@ -8,7 +9,8 @@ from typing import Literal, Mapping, Sequence, Union
 import torch
 import torch.nn as nn
 
-from .layer import PathwayLinear
+from ..encoders.config import EncoderConfig, PathwayConfig, ScaleGranularity
+from .layer import PathwayLinear, scale_groups
 
 _logger = logging.getLogger(__name__)
 
@@ -17,7 +19,6 @@ DEFAULT_LAYERS = ("attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2")
 # rows (separate q, k, v projections into a fused qkv).
 LayerMap = Union[Sequence[str], Mapping[str, Union[str, Sequence[str]]]]
 BlockMap = Union[None, Literal["stretch"], Mapping[int, int]]
-ScaleGranularity = Literal["layer", "qkv", "channel"]
 
 
 class PathwayPairingError(ValueError):
@@ -184,7 +185,7 @@ def reparameterize_aux_into_target_model(
     """
     layer_map = _layer_map(layer_names)
     first_target_layer = next(iter(layer_map))
-    _, target_blocks = find_block_stack(target, first_target_layer)
+    stack_name, target_blocks = find_block_stack(target, first_target_layer)
     if aux is None:
         if control != "random":
             raise PathwayPairingError("aux=None is only meaningful with control='random'")
@@ -232,7 +233,7 @@ def reparameterize_aux_into_target_model(
                 wrapped.setdefault((target_index, target_name), (layer, []))[1].append(weight)
 
     for (target_index, target_name), (layer, weights) in wrapped.items():
-        pathway = PathwayLinear(layer, weights, scale_groups=_scale_groups(scale_granularity, target_name, layer),
+        pathway = PathwayLinear(layer, weights, scale_groups=scale_groups(scale_granularity, target_name, layer.out_features),
                                 scale_init=scale_init, learnable_scale=learnable_scale,
                                 trainable_aux=trainable_aux, aux_dtype=aux_dtype)
         target_blocks[target_index].set_submodule(target_name, pathway)
@@ -242,19 +243,20 @@ def reparameterize_aux_into_target_model(
         added = [*pathway.aux_weights, *pathway.scales]
         report.trainable_parameters_added += sum(p.numel() for p in added if p.requires_grad)
         report.memory_bytes_added += sum(p.numel() * p.element_size() for p in added)
+    encoder = _encoder_owning(target, stack_name)
+    if encoder is not None:  # record the structure so save_pretrained / from_pretrained round-trip it
+        encoder.config = dataclasses.replace(encoder.config, pathway=PathwayConfig(
+            layers=tuple((i, name, len(weights)) for (i, name), (_, weights) in sorted(wrapped.items())),
+            scale_granularity=scale_granularity, learnable_scale=learnable_scale, trainable_aux=trainable_aux,
+            aux_dtype=str(aux_dtype).removeprefix("torch.") if aux_dtype is not None else None))
     _logger.info("%s", report)
     return report
 
 
-def _scale_groups(granularity: ScaleGranularity, name: str, layer: nn.Linear) -> int:
-    """λ values per auxiliary for one layer; ``"qkv"`` splits only fused qkv layers into their 3 slices."""
-    if granularity == "channel":
-        return layer.out_features
-    if granularity == "qkv" and name.endswith("qkv"):
-        return 3
-    if granularity not in ("layer", "qkv"):
-        raise ValueError(f"scale_granularity must be 'layer', 'qkv' or 'channel', got {granularity!r}")
-    return 1
+def _encoder_owning(model: nn.Module, stack_name: str) -> nn.Module | None:
+    """The module with an :class:`EncoderConfig` whose ``blocks`` is the stack (our SharedEncoder), if any."""
+    owner = model.get_submodule(stack_name.rpartition(".")[0]) if "." in stack_name else model
+    return owner if isinstance(getattr(owner, "config", None), EncoderConfig) else None
 
 
 def pathway_layers(model: nn.Module) -> dict[str, PathwayLinear]:

@@ -299,3 +299,46 @@ def test_export_merged_of_a_model_writes_a_directory_the_model_loads(tmp_path):
     loaded = MetaTransformer.from_pretrained(tmp_path / "merged").eval()
     with torch.no_grad():
         torch.testing.assert_close(loaded("image", images, head="cls"), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_an_unmerged_pathway_model_saves_reloads_resumes_and_merges(tmp_path):
+    from metatransformer import MetaTransformer, create_model
+
+    model = create_model("nano", modalities={"image": {"img_size": 32, "patch_size": 8}},
+                         heads={"cls": {"kind": "classification", "num_classes": 2}})
+    reparameterize_aux_into_target_model(model, create_encoder("nano"), scale_granularity="qkv",
+                                         trainable_aux=False, aux_dtype=torch.bfloat16)
+    pathway = model.encoder.config.pathway
+    assert (0, "attn.qkv", 1) in pathway.layers and len(pathway.layers) == 8 and pathway.aux_dtype == "bfloat16"
+    images, labels = torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 0, 1])
+    optimizer = torch.optim.AdamW(pathway_param_groups(model, weight_decay=0.05, aux_weight_decay=0.0), lr=1e-2)
+    for _ in range(2):
+        optimizer.zero_grad()
+        model.heads["cls"].loss(model("image", images, head="cls"), labels).backward()
+        optimizer.step()
+    assert model.encoder.blocks[0].attn.qkv.scales[0].abs().sum() > 0
+    model.eval()
+    with torch.no_grad():
+        expected = model("image", images, head="cls")
+    model.save_pretrained(tmp_path / "run")
+
+    loaded = MetaTransformer.from_pretrained(tmp_path / "run").eval()
+    qkv = loaded.encoder.blocks[0].attn.qkv
+    assert isinstance(qkv, PathwayLinear) and qkv.scales[0].shape == (3,)
+    assert qkv.aux_weights[0].dtype == torch.bfloat16 and not qkv.aux_weights[0].requires_grad
+    assert qkv.scales[0].requires_grad and not qkv.target_weight.requires_grad  # frozen target, λ trains
+    torch.testing.assert_close(qkv.scales[0], model.encoder.blocks[0].attn.qkv.scales[0])
+    with torch.no_grad():
+        torch.testing.assert_close(loaded("image", images, head="cls"), expected)
+    # Resume: the reloaded model keeps training its λ.
+    loaded.train()
+    loaded.heads["cls"].loss(loaded("image", images, head="cls"), labels).backward()
+    assert qkv.scales[0].grad is not None and qkv.scales[0].grad.abs().sum() > 0
+    # Merge: a plain model with the same outputs, whose config no longer records a pathway.
+    loaded.eval()
+    assert merge_pathway(loaded) == 8 and loaded.encoder.config.pathway is None
+    with torch.no_grad():
+        torch.testing.assert_close(loaded("image", images, head="cls"), expected, atol=1e-5, rtol=1e-5)
+    loaded.save_pretrained(tmp_path / "merged")
+    assert "pathway" not in str(load_file(tmp_path / "merged" / "model.safetensors").keys())
+    assert MetaTransformer.from_pretrained(tmp_path / "merged").encoder.config.pathway is None
