@@ -14,6 +14,7 @@ _EXTRAS: dict[str, tuple[str, str]] = {
     "torch_geometric": ("graph", "torch_geometric"),
     "scipy": ("graph", "scipy"),
     "transformers": ("text", "transformers"),
+    "tokenizers": ("text", "tokenizers"),
     "pandas": ("tabular", "pandas"),
     "pydicom": ("medical", "pydicom"),
     "tqdm": ("train", "tqdm"),
