@@ -16,6 +16,7 @@ _EXTRAS: dict[str, tuple[str, str]] = {
     "transformers": ("text", "transformers"),
     "tokenizers": ("text", "tokenizers"),
     "pandas": ("tabular", "pandas"),
+    "pyarrow": ("tabular", "pyarrow"),
     "pydicom": ("medical", "pydicom"),
     "tqdm": ("train", "tqdm"),
 }
