@@ -69,7 +69,12 @@ class TabularTokenizer(Tokenizer):
             nn.init.uniform_(weight, -bound, bound)
 
     def forward(self, batch: TableBatch | tuple[torch.Tensor, ...] | "pd.DataFrame") -> TokenSequence:
-        batch = TableBatch(*batch) if isinstance(batch, tuple) else self.schema.encode(batch)
+        if isinstance(batch, tuple):
+            batch = TableBatch(*batch)
+        elif hasattr(batch, "columns"):  # a pandas DataFrame
+            batch = self.schema.encode(batch)
+        else:
+            raise TypeError(f"tabular tokenizer expects a TableBatch or a DataFrame, got {type(batch).__name__}")
         device = self.column_embed.device
         numeric, categorical, missing = (part.to(device) for part in batch)
         rows, num_numeric, num_categorical = missing.shape[0], len(self.schema.numeric), len(self.schema.categorical)

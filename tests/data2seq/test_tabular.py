@@ -43,6 +43,8 @@ def test_bad_inputs_name_the_problem():
     with pytest.raises(ValueError, match=r"missing column\(s\) \['member'\]"):
         tokenizer(pd.DataFrame({"age": [1.0], "job": ["clerk"]}))
     batch = schema.encode(_train())
+    with pytest.raises(TypeError, match="TableBatch or a DataFrame"):
+        tokenizer([batch.numeric])
     with pytest.raises(ValueError, match="outside its column's vocabulary"):
         tokenizer(batch._replace(categorical=batch.categorical + 5))
     with pytest.raises(ValueError, match="1 numeric and 2 categorical"):
