@@ -14,7 +14,9 @@ _EXTRAS: dict[str, tuple[str, str]] = {
     "torch_geometric": ("graph", "torch_geometric"),
     "scipy": ("graph", "scipy"),
     "transformers": ("text", "transformers"),
+    "tokenizers": ("text", "tokenizers"),
     "pandas": ("tabular", "pandas"),
+    "pyarrow": ("tabular", "pyarrow"),
     "pydicom": ("medical", "pydicom"),
     "tqdm": ("train", "tqdm"),
 }

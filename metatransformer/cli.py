@@ -44,23 +44,22 @@ def _embed(args: argparse.Namespace) -> int:
     from .registry import canonical_modality, modality_for_suffix
     from .serialization import atomic_write
 
-    files = collect_files(args.inputs, known_suffixes(args.modality))
-    modality = args.modality
-    if modality is None:
-        inferred = {modality_for_suffix(f.suffix) for f in files}
+    model = MetaTransformer.from_pretrained(args.model) if args.model else None
+    modality = args.modality or (model.modalities[0] if model is not None and len(model.modalities) == 1 else None)
+    if modality is None:  # infer it from the files' suffixes
+        inferred = {modality_for_suffix(f.suffix) for f in collect_files(args.inputs, known_suffixes())}
         if len(inferred) != 1 or None in inferred:
             raise ValueError(f"cannot infer one modality from the files' suffixes ({sorted(map(str, inferred))}); "
                              "pass --modality")
         modality = inferred.pop()
     modality = canonical_modality(modality)
+    files = collect_files(args.inputs, known_suffixes(modality))
     output = Path(args.output).resolve()
     if output.suffix != ".safetensors":
         raise ValueError(f"--output {output} must end in .safetensors (the index is written beside it as .json)")
     if output in {f.resolve() for f in files} or output.with_suffix(".json") in {f.resolve() for f in files}:
         raise ValueError(f"--output {output} would overwrite an input file")
-    if args.model:
-        model = MetaTransformer.from_pretrained(args.model)
-    else:
+    if model is None:
         if args.checkpoint is None:
             print("warning: no --checkpoint or --model given; the encoder has random weights", file=sys.stderr)
         model = create_model(args.preset, modalities=[modality], checkpoint=args.checkpoint)
@@ -91,8 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     embed = commands.add_parser("embed", help="embed files (or folders of files) into one safetensors file")
     embed.add_argument("inputs", nargs="+", help="files or directories")
-    embed.add_argument("--modality", help=f"modality of the files ({', '.join(list_modalities())}); "
-                                          "inferred from the suffixes when omitted")
+    embed.add_argument("--modality", help=f"modality of the files ({', '.join(list_modalities())}); by default "
+                                          "the --model's only modality, else inferred from the files' suffixes")
     embed.add_argument("--preset", default="base", choices=list_encoder_presets())
     embed.add_argument("--checkpoint", help="encoder checkpoint (Meta-Transformer, timm, OpenCLIP or ours)")
     embed.add_argument("--model", help="a directory written by MetaTransformer.save_pretrained (overrides --preset)")

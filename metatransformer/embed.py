@@ -81,7 +81,9 @@ def embed_files(
     """Embed files one batch at a time: reader → transform → collate → :meth:`MetaTransformer.embed`.
 
     A file that cannot be read is recorded in ``errors`` and skipped; a batch that fails as a whole
-    is retried one file at a time, so one bad item never costs the others their results.
+    is retried one item at a time, so one bad item never costs the others their results. A file of
+    several samples (the modality's ``split``: a table's rows) gives one embedding per sample,
+    named ``path#i``.
 
     Args:
         model: the model (its ``modality`` tokenizer is used).
@@ -119,14 +121,18 @@ def embed_files(
     names: list[str] = []
     for path in map(Path, files):
         try:
-            items.append(load(path))
-            names.append(str(path))
+            item = load(path)
+            samples = spec.split(item) if spec.split is not None else [item]
         except (ReadError, ValueError, OSError) as err:
             errors[str(path)] = str(err)
             _logger.warning("skipped: %s", err)
-        if len(items) == batch_size:
-            flush(items, names)
-            items, names = [], []
+            continue
+        for index, sample in enumerate(samples):
+            items.append(sample)
+            names.append(f"{path}#{index}" if spec.split is not None else str(path))
+            if len(items) == batch_size:
+                flush(items, names)
+                items, names = [], []
     flush(items, names)
     embeddings = torch.cat(chunks) if chunks else torch.empty(0, model.encoder.dim)
     return EmbeddingResult(embeddings, paths, errors)

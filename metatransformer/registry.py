@@ -121,6 +121,8 @@ class ModalitySpec:
         transform: ``transform(tokenizer) -> (item -> item)``: the default preprocessing that makes a
             read item fit a tokenizer (resize, normalise...), built from the tokenizer's options; None
             when items need none.
+        split: ``split(item) -> [item, ...]`` for files that hold several samples (a table's rows), applied
+            after ``transform``; each sample gets its own embedding (``path#i``). None: one sample per file.
     """
 
     name: str
@@ -129,6 +131,7 @@ class ModalitySpec:
     suffixes: tuple[str, ...] = ()
     collate: Callable[[list[Any]], Any] = stack_collate
     transform: Callable[[Any], Callable[[Any], Any]] | None = None
+    split: Callable[[Any], list[Any]] | None = None
 
 
 MODALITIES: Registry[ModalitySpec] = Registry("modality")
@@ -143,9 +146,11 @@ def register_modality(
         suffixes: Sequence[str] = (),
         collate: Callable[[list[Any]], Any] = stack_collate,
         transform: Callable[[Any], Callable[[Any], Any]] | None = None,
+        split: Callable[[Any], list[Any]] | None = None,
         aliases: Sequence[str] = (),
 ) -> ModalitySpec:
-    """Register a modality: its tokenizer class, reader, file suffixes, collate and default preprocessing.
+    """Register a modality: its tokenizer class, reader, file suffixes, collate and default preprocessing
+    (see :class:`ModalitySpec` for each part).
 
     This is the only place a modality is made known; ``Data2Seq``, ``read``, ``embed``, the CLI and
     ``create_model`` all look it up here. ``collate`` defaults to stacking same-shape items;
@@ -157,7 +162,7 @@ def register_modality(
     canonical = normalize_name(name)
     suffixes = tuple(s.lower() if s.startswith(".") else f".{s.lower()}" for s in suffixes)
     spec = ModalitySpec(name=canonical, tokenizer=tokenizer, reader=reader, suffixes=suffixes,
-                        collate=collate, transform=transform)
+                        collate=collate, transform=transform, split=split)
     MODALITIES.register(canonical, spec, aliases=aliases)
     for suffix in suffixes:
         _SUFFIX_OWNERS.setdefault(suffix, canonical)

@@ -79,3 +79,23 @@ def test_a_thirteenth_modality_embeds_a_folder_through_the_cli(tmp_path, spectru
         with torch.no_grad():
             expected = loaded.embed("spectrum", alone).pooled[0]
         torch.testing.assert_close(embeddings[row], expected, atol=1e-5, rtol=1e-5)
+
+
+def test_a_table_file_gives_one_embedding_per_row(tmp_path):
+    pandas = pytest.importorskip("pandas")
+    from metatransformer.datasets import TableSchema
+
+    frame = pandas.DataFrame({"age": [30.0, 41.0, None], "job": ["a", "b", "zzz"]})
+    schema = TableSchema.fit(pandas.DataFrame({"age": [20.0, 60.0], "job": ["a", "b"]}), categorical=("job",))
+    model = create_model("nano", modalities={"tabular": {"schema": schema.to_dict()}})
+    model.save_pretrained(tmp_path / "model")
+    frame.to_csv(tmp_path / "people.csv", index=False)
+    output = tmp_path / "emb.safetensors"
+    assert main(["embed", str(tmp_path / "people.csv"), "--model", str(tmp_path / "model"), "--output", str(output)]) == 0
+    index = json.loads(output.with_suffix(".json").read_text())
+    assert index["files"] == [f"{tmp_path / 'people.csv'}#{i}" for i in range(3)] and not index["errors"]
+    embeddings = load_file(output)["embeddings"]
+    loaded = MetaTransformer.from_pretrained(tmp_path / "model").eval()
+    with torch.no_grad():
+        expected = loaded.embed("tabular", schema.encode(frame.iloc[[2]].reset_index(drop=True))).pooled[0]
+    torch.testing.assert_close(embeddings[2], expected, atol=1e-5, rtol=1e-5)

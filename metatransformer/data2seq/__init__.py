@@ -13,9 +13,12 @@ from .registry import (
 
 # Built-in modalities register themselves on import, in this order (a shared suffix infers the first).
 from .image import ImageTokenizer, InfraredTokenizer, XRayTokenizer  # noqa: E402  isort: skip
+from .text import TextTokenizer  # noqa: E402  isort: skip
+from .tabular import TabularTokenizer  # noqa: E402  isort: skip
 
 __all__ = [
-    "ClsToken", "Data2Seq", "ImageTokenizer", "InfraredTokenizer", "Padded", "TokenSequence", "Tokenizer",
+    "ClsToken", "Data2Seq", "ImageTokenizer", "InfraredTokenizer", "Padded", "TabularTokenizer", "TextTokenizer",
+    "TokenSequence", "Tokenizer",
     "XRayTokenizer", "canonical_modality", "create_tokenizer", "full_mask", "get_modality", "get_tokenizer_class",
     "list_modalities", "pad_collate", "register_modality", "stack_collate",
 ]
