@@ -13,9 +13,13 @@ from .registry import (
 
 # Built-in modalities register themselves on import, in this order (a shared suffix infers the first).
 from .image import ImageTokenizer, InfraredTokenizer, XRayTokenizer  # noqa: E402  isort: skip
+from .audio import AudioTokenizer  # noqa: E402  isort: skip
+from .time_series import TimeSeriesTokenizer  # noqa: E402  isort: skip
+from .imu import IMUTokenizer  # noqa: E402  isort: skip
 
 __all__ = [
-    "ClsToken", "Data2Seq", "ImageTokenizer", "InfraredTokenizer", "Padded", "TokenSequence", "Tokenizer",
-    "XRayTokenizer", "canonical_modality", "create_tokenizer", "full_mask", "get_modality", "get_tokenizer_class",
-    "list_modalities", "pad_collate", "register_modality", "stack_collate",
+    "AudioTokenizer", "ClsToken", "Data2Seq", "IMUTokenizer", "ImageTokenizer", "InfraredTokenizer", "Padded",
+    "TimeSeriesTokenizer", "TokenSequence", "Tokenizer", "XRayTokenizer", "canonical_modality", "create_tokenizer",
+    "full_mask", "get_modality", "get_tokenizer_class", "list_modalities", "pad_collate", "register_modality",
+    "stack_collate",
 ]
