@@ -68,12 +68,12 @@ def read_imu(
         if absent:
             raise ReadError(f"{path}: missing column(s) {absent}; the columns are {list(frame.columns)}")
         try:
-            data = frame[list(columns)].to_numpy(dtype=np.float64)
+            data = np.array(frame[list(columns)].to_numpy(dtype=np.float64))  # a writable copy
             times = frame[time_column].to_numpy(dtype=np.float64) if time_column is not None else None
         except (ValueError, TypeError) as err:
             raise ReadError(f"{path}: non-numeric IMU values: {err}") from err
     elif suffix in (".npy", ".npz"):
-        data = _read_array(path).astype(np.float64)
+        data = _read_array(path).astype(np.float64)  # a copy
         if time_column is not None:
             raise ReadError(f"{path}: arrays have no time column; pass time_column only for tables")
     else:
