@@ -56,7 +56,8 @@ class IMUTokenizer(Tokenizer):
     def forward(self, stream: torch.Tensor | Padded) -> TokenSequence:
         values, step_mask = (stream.values, stream.mask) if isinstance(stream, Padded) else (stream, None)
         if values.dim() != 3 or values.shape[-1] != self.in_chans:
-            raise ValueError(f"IMU tokenizer expects (batch, steps, {self.in_chans}) streams, got {tuple(values.shape)}")
+            raise ValueError(f"IMU tokenizer expects (batch, steps, {self.in_chans}) streams, "
+                             f"got {tuple(values.shape)}")
         if not values.is_floating_point():
             raise TypeError(f"IMU tokenizer expects float values, got {values.dtype}")
         steps = values.shape[1]

@@ -57,7 +57,7 @@ def read_audio(
             raise ReadError(f"{path}: {info.frames / info.samplerate:.1f} s of audio is longer than the "
                             f"{max_seconds:g} s this reader accepts (max_seconds=)")
         data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)  # (samples, channels)
-    except (RuntimeError, soundfile.LibsndfileError, TypeError, ValueError) as err:
+    except (soundfile.SoundFileError, RuntimeError, TypeError, ValueError) as err:
         if isinstance(err, ReadError):
             raise
         raise ReadError(f"{path}: cannot decode the audio: {err}") from err

@@ -50,7 +50,8 @@ def test_padded_frames_give_masked_tokens():
 def test_patch_embedding_from_an_image_vit_sums_the_rgb_filters():
     # the stem keys of a timm ViT-B/16 (vit.state_dict() of timm.create_model("vit_base_patch16_224"))
     vit = {"patch_embed.proj.weight": torch.randn(64, 3, 16, 16), "patch_embed.proj.bias": torch.randn(64),
-           "cls_token": torch.randn(1, 1, 64), "pos_embed": torch.randn(1, 197, 64), "blocks.0.norm1.weight": torch.ones(64)}
+           "cls_token": torch.randn(1, 1, 64), "pos_embed": torch.randn(1, 197, 64),
+           "blocks.0.norm1.weight": torch.ones(64)}
     options, state = AudioTokenizer.stem_from_checkpoint(vit, "timm")
     tokenizer = AudioTokenizer(dim=64, **options)
     tokenizer.load_stem(state)

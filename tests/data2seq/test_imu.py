@@ -27,7 +27,8 @@ def test_tokens_are_strided_patches_plus_learned_positions():
         expected = patches @ weight.T + tokenizer.patch_embed.bias + tokenizer.pos_embed[0, 1:11]
     assert seq.tokens.shape == (2, 11, 16) and seq.mask.all() and seq.prefix.tolist() == [True] + [False] * 10
     torch.testing.assert_close(seq.tokens[:, 1:], expected, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(seq.tokens[:, 0], (tokenizer.cls_token.token + tokenizer.pos_embed[:, :1])[0].expand(2, -1))
+    cls = tokenizer.cls_token.token + tokenizer.pos_embed[:, :1]  # 1 1 d
+    torch.testing.assert_close(seq.tokens[:, 0], cls[0].expand(2, -1))
 
 
 def test_padded_streams_mask_their_missing_patches_and_keep_their_tokens():
@@ -67,7 +68,9 @@ def test_a_head_on_a_frozen_encoder_learns_basic_motions():
     train, test = read_ts(BASIC_MOTIONS / "BasicMotions_TRAIN.ts"), read_ts(BASIC_MOTIONS / "BasicMotions_TEST.ts")
     x_train, y_train = torch.stack(train.series), train.class_indices()
     x_test, y_test = torch.stack(test.series), test.class_indices()
-    assert x_train.shape == x_test.shape == (40, 100, 6) and train.metadata["class_labels"] == test.metadata["class_labels"]
+    assert x_train.shape == x_test.shape == (40, 100, 6)
+    assert train.metadata["class_labels"] == test.metadata["class_labels"] == ["Standing", "Running", "Walking",
+                                                                               "Badminton"]
     mean, std = x_train.mean((0, 1)), x_train.std((0, 1))  # per-channel scaling from the training split
     x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
 

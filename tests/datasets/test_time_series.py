@@ -62,7 +62,8 @@ def test_bad_tables_raise_read_error_naming_the_file(tmp_path):
     _ett_frame(5).to_csv(tmp_path / "ett.csv", index=False)
     with pytest.raises(ReadError, match=r"ett\.csv.*missing column.*'load'"):
         read_time_series(tmp_path / "ett.csv", columns=["OT", "load"])
-    pandas.DataFrame({"when": ["a", "b"], "city": ["x", "y"], "v": [1.0, 2.0]}).to_csv(tmp_path / "text.csv", index=False)
+    text = pandas.DataFrame({"when": ["a", "b"], "city": ["x", "y"], "v": [1.0, 2.0]})
+    text.to_csv(tmp_path / "text.csv", index=False)
     with pytest.raises(ReadError, match=r"text\.csv.*not numeric"):
         read_time_series(tmp_path / "text.csv")
     (tmp_path / "bad.npy").write_bytes(b"\x93NUMPY garbage")
