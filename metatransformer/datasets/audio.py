@@ -20,6 +20,8 @@ AUDIOSET_STD = 4.5689974
 FBANK_OPTIONS: dict[str, Any] = {"htk_compat": True, "use_energy": False, "window_type": "hanning",
                                  "num_mel_bins": 128, "dither": 0.0, "frame_length": 25.0, "frame_shift": 10.0}
 MAX_AUDIO_SECONDS = 4 * 3600.0
+# libsndfile subtype -> (integer dtype to read, scale to [-1, 1)).
+_INTEGER_READS = {"PCM_16": ("int16", 2.0 ** -15), "PCM_24": ("int32", 2.0 ** -31), "PCM_32": ("int32", 2.0 ** -31)}
 
 
 def read_audio(
@@ -50,24 +52,30 @@ def read_audio(
     path = check_file(path)
     soundfile = require("soundfile")
     try:
-        info = soundfile.info(str(path))
-        if info.samplerate <= 0 or info.channels <= 0:
-            raise ReadError(f"{path}: the header declares {info.channels} channels at {info.samplerate} Hz")
-        if info.frames > max_seconds * info.samplerate:
-            raise ReadError(f"{path}: {info.frames / info.samplerate:.1f} s of audio is longer than the "
-                            f"{max_seconds:g} s this reader accepts (max_seconds=)")
-        data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)  # (samples, channels)
+        with soundfile.SoundFile(str(path)) as audio:  # one open: header checks, then decoding
+            if audio.samplerate <= 0 or audio.channels <= 0:
+                raise ReadError(f"{path}: the header declares {audio.channels} channels at {audio.samplerate} Hz")
+            if audio.frames > max_seconds * audio.samplerate:
+                raise ReadError(f"{path}: {audio.frames / audio.samplerate:.1f} s of audio is longer than the "
+                                f"{max_seconds:g} s this reader accepts (max_seconds=)")
+            # Integer PCM is read as integers and scaled here: the same values as libsndfile's float
+            # conversion (a power-of-two scale), several times faster.
+            dtype, scale = _INTEGER_READS.get(audio.subtype, ("float32", 1.0))
+            rate = audio.samplerate
+            data = audio.read(dtype=dtype, always_2d=True)  # (samples, channels)
     except (soundfile.SoundFileError, RuntimeError, TypeError, ValueError) as err:
         if isinstance(err, ReadError):
             raise
         raise ReadError(f"{path}: cannot decode the audio: {err}") from err
     if data.shape[0] == 0:
         raise ReadError(f"{path}: the file holds no audio samples")
+    data = data.astype(np.float32, copy=False)
     if not np.isfinite(data).all():
         raise ReadError(f"{path}: the audio contains NaN or infinite samples")
-    wave = torch.from_numpy(np.ascontiguousarray(data.T))  # c n
-    if mono:
-        wave = wave.mean(0, keepdim=True)
+    if mono:  # a mat-vec mixes channels far faster than a mean over a short inner axis
+        wave = torch.from_numpy(data @ np.full(data.shape[1], scale / data.shape[1], dtype=np.float32))[None]
+    else:
+        wave = torch.from_numpy(np.ascontiguousarray(data.T)) * scale  # c n
     if sample_rate is not None and sample_rate != rate:
         wave = require("torchaudio").functional.resample(wave, rate, sample_rate)
     return wave[0] if mono else wave

@@ -40,6 +40,15 @@ def test_native_rate_pcm_and_flac_are_not_resampled(tmp_path):
     assert stereo.shape == (1, 8000)
 
 
+@pytest.mark.parametrize("subtype", ["PCM_16", "PCM_24", "PCM_32", "PCM_U8", "FLOAT"])
+def test_every_sample_format_reads_as_libsndfile_floats_mixed_down(tmp_path, subtype):
+    path = tmp_path / f"{subtype}.wav"
+    soundfile.write(path, np.random.default_rng(0).uniform(-1, 1, (3000, 2)), 16000, subtype=subtype)
+    floats, _ = soundfile.read(path, dtype="float32", always_2d=True)
+    assert torch.equal(read_audio(path), torch.from_numpy(floats).mean(1))
+    assert torch.equal(read_audio(path, mono=False), torch.from_numpy(floats.T.copy()))
+
+
 def test_fbank_equals_torchaudio_kaldi_with_the_reference_settings():
     wave = torch.from_numpy(_tone(700, 1.0, 16000) + 0.01 * np.random.default_rng(0).standard_normal(16000)
                             .astype(np.float32))
