@@ -1,4 +1,5 @@
 """Raw-file readers (file → item, no parameters), one per modality, behind one ``read`` and one ``ReadError``."""
+from .audio import AUDIOSET_MEAN, AUDIOSET_STD, fbank, fbank_transform, read_audio
 from .image import (
     CLIP_MEAN,
     CLIP_STD,
@@ -9,13 +10,18 @@ from .image import (
     image_transform,
     read_image,
 )
+from .imu import imu_windows, read_imu
 from .infrared import INFRARED_SUFFIXES, read_infrared
 from .registry import ReadError, check_file, read
 from .tabular import TableBatch, TableSchema, read_table
 from .text import read_document, read_text
+from .time_series import ForecastSplits, ForecastWindows, TsData, ett_splits, read_time_series, read_ts
 from .xray import XRAY_SUFFIXES, read_xray
 
-__all__ = ["CLIP_MEAN", "CLIP_STD", "IMAGE_SUFFIXES", "INFRARED_SUFFIXES", "ImageReadError", "MAX_ASPECT_RATIO",
-           "MAX_IMAGE_PIXELS", "ReadError", "TableBatch", "TableSchema", "XRAY_SUFFIXES", "check_file",
-           "image_transform", "read", "read_document", "read_image", "read_infrared", "read_table", "read_text",
-           "read_xray"]
+__all__ = [
+    "AUDIOSET_MEAN", "AUDIOSET_STD", "CLIP_MEAN", "CLIP_STD", "ForecastSplits", "ForecastWindows", "IMAGE_SUFFIXES",
+    "INFRARED_SUFFIXES", "ImageReadError", "MAX_ASPECT_RATIO", "MAX_IMAGE_PIXELS", "ReadError", "TableBatch",
+    "TableSchema", "TsData", "XRAY_SUFFIXES", "check_file", "ett_splits", "fbank", "fbank_transform",
+    "image_transform", "imu_windows", "read", "read_audio", "read_document", "read_image", "read_imu",
+    "read_infrared", "read_table", "read_text", "read_time_series", "read_ts", "read_xray",
+]
