@@ -45,7 +45,7 @@ def farthest_point_sample(xyz: torch.Tensor, k: int, start: int = 0, *,
         k: points to pick, ``1 <= k <= n``.
         start: index of the first pick in every cloud.
         mask: (b, n) bool, True = a real point; padding is never picked (a cloud with fewer than ``k``
-            real points repeats its first pick).
+            real points repeats real points once all are picked).
 
     Returns:
         (b, k) int64 indices into ``n``.
@@ -58,8 +58,16 @@ def farthest_point_sample(xyz: torch.Tensor, k: int, start: int = 0, *,
     ops = _pytorch3d_ops()
     if ops is not None and start == 0 and mask is None and c == 3:
         return ops.sample_farthest_points(xyz, K=k)[1]
-    # One (b, n) distance update per pick; coordinates are laid out (c, b, n) so that each update is a
-    # few contiguous elementwise ops instead of a strided reduction over the last axis.
+    return _farthest_point_sample(xyz, k, start, mask)[0]
+
+
+def _farthest_point_sample(xyz: torch.Tensor, k: int, start: int, mask: torch.Tensor | None,
+                           keep_distances: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(b, k) picks and, with ``keep_distances``, the (b, k, n) squared distances from each pick to
+    every point, which FPS computes anyway (so a kNN of the picks needs no second distance matrix)."""
+    b, n, c = xyz.shape
+    # One (b, n) distance update per pick, a coordinate at a time: every op is a contiguous (b, n)
+    # elementwise op (no strided reduction, no (b, n, c) temporary, no thread fan-out at ModelNet sizes).
     coords = xyz.detach().permute(2, 0, 1).contiguous()  # c b n
     flat = coords.view(c, b * n)
     offsets = torch.arange(b, device=xyz.device) * n
@@ -68,18 +76,60 @@ def farthest_point_sample(xyz: torch.Tensor, k: int, start: int = 0, *,
         nearest.masked_fill_(~mask, -1.0)  # below any real distance: never the farthest
     picks = torch.empty(k, b, dtype=torch.long, device=xyz.device)
     picks[0] = start
-    diff = torch.empty_like(coords)
-    dist = torch.empty_like(nearest)
-    for i in range(1, k):
-        centre = flat.index_select(1, picks[i - 1] + offsets)  # c b
-        torch.sub(coords, centre.unsqueeze(-1), out=diff).square_()
-        torch.sum(diff, 0, out=dist)
-        torch.minimum(nearest, dist, out=nearest)
-        torch.argmax(nearest, 1, out=picks[i])
-    if mask is not None:  # clouds with fewer than k real points picked padding or repeats: repeat the first pick
-        picked_real = mask.gather(1, picks.T)
-        return torch.where(picked_real, picks.T, picks[:1].T)
-    return picks.T.contiguous()
+    flat_pick = torch.empty(b, dtype=torch.long, device=xyz.device)
+    diff = torch.empty_like(nearest)
+    distances = torch.empty(b, k if keep_distances else 1, n, dtype=xyz.dtype, device=xyz.device)
+    for i in range(k if keep_distances else k - 1):
+        dist = distances[:, i if keep_distances else 0]
+        torch.add(picks[i], offsets, out=flat_pick)
+        centre = flat.index_select(1, flat_pick).unsqueeze(-1)  # c b 1
+        torch.sub(coords[0], centre[0], out=diff)
+        torch.mul(diff, diff, out=dist)
+        for j in range(1, c):
+            torch.sub(coords[j], centre[j], out=diff)
+            dist.addcmul_(diff, diff)
+        if i + 1 < k:
+            torch.minimum(nearest, dist, out=nearest)
+            torch.argmax(nearest, 1, out=picks[i + 1])
+    picks = picks.T.contiguous()
+    if mask is not None:  # a start on padding: repeat a real pick instead (FPS never picks padding after it)
+        picks = torch.where(mask.gather(1, picks), picks, picks[:, -1:])
+    return picks, distances if keep_distances else None
+
+
+def group_points(xyz: torch.Tensor, num_groups: int, group_size: int, *,
+                 mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """FPS centres and their kNN groups in one pass: ``farthest_point_sample`` then ``knn`` of the
+    centres, reusing the distances FPS computed (pytorch3d's kernels when importable, no mask).
+
+    Args:
+        xyz: (b, n, c) coordinates.
+        num_groups: centres m.
+        group_size: neighbours k per centre.
+        mask: (b, n) bool, True = a real point.
+
+    Returns:
+        centre indices (b, m) and neighbour indices (b, m, k), nearest first, into ``n``.
+    """
+    b, n, c = xyz.shape
+    if not 1 <= num_groups <= n or not 1 <= group_size <= n:
+        raise ValueError(f"group_points: num_groups and group_size must be in [1, {n}], got {num_groups} "
+                         f"and {group_size}")
+    if _pytorch3d_ops() is not None and mask is None and c == 3:
+        centres = farthest_point_sample(xyz, num_groups)
+        return centres, knn(gather_points(xyz, centres), xyz, group_size)
+    centres, distances = _farthest_point_sample(xyz, num_groups, 0, mask, keep_distances=True)
+    return centres, _nearest(distances, group_size, mask)  # distances: b m n
+
+
+def _nearest(dist: torch.Tensor, k: int, mask: torch.Tensor | None) -> torch.Tensor:
+    """(b, m, n) squared distances → (b, m, k) indices of the k smallest, padding (mask False) excluded."""
+    if mask is not None:
+        dist = dist.masked_fill(~mask.unsqueeze(1), float("inf"))
+    nearest = dist.topk(k, dim=-1, largest=False, sorted=True)
+    if mask is None:
+        return nearest.indices
+    return torch.where(nearest.values.isinf(), nearest.indices[..., :1], nearest.indices)
 
 
 def knn(query: torch.Tensor, points: torch.Tensor, k: int, *, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -108,12 +158,7 @@ def knn(query: torch.Tensor, points: torch.Tensor, k: int, *, mask: torch.Tensor
     query, points = query.detach(), points.detach()
     # |q - p|^2 = |q|^2 - 2 q.p + |p|^2: one batched matmul, no (b, m, n, c) difference tensor.
     dist = torch.baddbmm(points.square().sum(-1).unsqueeze(1), query, points.transpose(1, 2), alpha=-2)  # b m n
-    if mask is not None:
-        dist.masked_fill_(~mask.unsqueeze(1), float("inf"))
-    nearest = dist.topk(k, dim=-1, largest=False, sorted=True)
-    if mask is None:
-        return nearest.indices
-    return torch.where(nearest.values.isinf(), nearest.indices[..., :1], nearest.indices)
+    return _nearest(dist, k, mask)
 
 
 def gather_points(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -210,9 +255,9 @@ class PointCloudTokenizer(Tokenizer):
             raise ValueError(f"{n} points are fewer than num_groups={self.num_groups} or "
                              f"group_size={self.group_size}")
         xyz = points[..., :3]
-        centre_idx = farthest_point_sample(xyz, self.num_groups, mask=mask)  # b m
+        centre_idx, neighbour_idx = group_points(xyz, self.num_groups, self.group_size, mask=mask)  # b m, b m k
         centres = gather_points(xyz, centre_idx)  # b m 3
-        groups = gather_points(points, knn(centres, xyz, self.group_size, mask=mask))  # b m k c
+        groups = gather_points(points, neighbour_idx)  # b m k c
         groups = torch.cat([groups[..., :3] - centres.unsqueeze(2), groups[..., 3:]], dim=-1)
         tokens = self.group_embed(groups.flatten(0, 1)).view(b, self.num_groups, -1)  # b m d
         tokens = tokens + self.pos_embed(centres)

@@ -5,7 +5,7 @@ import torch
 from metatransformer import create_encoder
 from metatransformer.batching import Padded, pad_collate
 from metatransformer.data2seq import Data2Seq, PointCloudTokenizer, get_modality
-from metatransformer.data2seq.point import farthest_point_sample, knn
+from metatransformer.data2seq.point import farthest_point_sample, gather_points, group_points, knn
 
 
 def brute_force_fps(points: np.ndarray, k: int, start: int = 0) -> list[int]:
@@ -51,6 +51,18 @@ def test_knn_returns_the_nearest_points_in_order():
     for b in range(2):
         dist = ((query[b, :, None] - points[b, None]) ** 2).sum(-1)  # m n
         np.testing.assert_array_equal(ours[b].numpy(), np.argsort(dist, axis=1, kind="stable")[:, :5])
+
+
+def test_group_points_equals_fps_then_knn():
+    points = torch.randn(2, 300, 3, dtype=torch.float64)
+    centres, groups = group_points(points, 20, 8)
+    assert torch.equal(centres, farthest_point_sample(points, 20))
+    assert torch.equal(groups, knn(gather_points(points, centres), points, 8))
+    mask = torch.arange(300) < torch.tensor([[150], [300]])
+    centres, groups = group_points(points, 20, 8, mask=mask)
+    assert torch.equal(centres, farthest_point_sample(points, 20, mask=mask))
+    assert torch.equal(groups, knn(gather_points(points, centres), points, 8, mask=mask))
+    assert groups[0].max() < 150
 
 
 def test_knn_mask_excludes_padding():
