@@ -101,8 +101,15 @@ def main() -> None:
     candidates["ours: knn only"] = lambda: knn(centre_points, points, args.k)
     candidates["torch.cdist + topk (knn only)"] = lambda: cdist_topk(points, centre_points, args.k)
     if device.type == "cpu":
+        from scipy.spatial import cKDTree
+
         for name, fps in fps_methods.items():
             candidates[f"{name} + cKDTree"] = lambda fps=fps: native(fps, clouds, args.centres, args.k, workers)
+        exact = fps_methods["fpsample.fps_sampling"]
+        candidates["fpsample.fps_sampling (fps only)"] = lambda: [exact(c, args.centres) for c in clouds]
+        queries = centre_points.cpu().numpy()
+        candidates["cKDTree build + query (knn only)"] = lambda: [
+            cKDTree(c).query(q, args.k, workers=workers) for c, q in zip(clouds, queries)]
     ops = _pytorch3d_ops()
     if ops is not None:
         def pytorch3d_grouping():
@@ -117,8 +124,9 @@ def main() -> None:
         print(f"  {name:<48} {args.batch / s:10.1f} clouds/s   {s * 1e3:8.2f} ms/batch")
     print("ratios (their time / our time, > 1: ours is faster):")
     for name, s in seconds.items():
-        if not name.startswith("ours"):  # a kNN-only baseline is compared with our kNN only
-            part = "ours: knn only" if "knn only" in name else "ours (torch fps + knn)"
+        if not name.startswith("ours"):  # a kNN-only (FPS-only) baseline is compared with our kNN (FPS) only
+            part = ("ours: knn only" if "knn only" in name else "ours: fps only" if "fps only" in name
+                    else "ours (torch fps + knn)")
             print(f"  ours vs {name:<44} {s / seconds[part]:5.2f}x")
 
 

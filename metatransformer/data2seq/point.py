@@ -151,7 +151,8 @@ def knn(query: torch.Tensor, points: torch.Tensor, k: int, *, mask: torch.Tensor
     if not 1 <= k <= n:
         raise ValueError(f"knn: k must be in [1, {n}] for {n} points, got {k}")
     if query.shape[0] != points.shape[0] or query.shape[2] != points.shape[2]:
-        raise ValueError(f"knn: query {tuple(query.shape)} and points {tuple(points.shape)} differ in batch or channels")
+        raise ValueError(f"knn: query {tuple(query.shape)} and points {tuple(points.shape)} differ in batch "
+                         "or channels")
     ops = _pytorch3d_ops()
     if ops is not None and mask is None:
         return ops.knn_points(query, points, K=k, return_sorted=True).idx
