@@ -130,6 +130,7 @@ def resample_point_cloud(points: torch.Tensor, num_points: int) -> torch.Tensor:
 
 def _read_ply(path: Path) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
     plyfile = require("plyfile")
+    _check_ply_counts(path)
     try:
         ply = plyfile.PlyData.read(str(path))
     except (plyfile.PlyParseError, plyfile.PlyHeaderParseError, ValueError, OSError, EOFError, IndexError) as err:
@@ -159,6 +160,26 @@ def _read_ply(path: Path) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
             raise ReadError(f"{path}: the PLY face element has no vertex_indices")
         faces = _triangulate(path, list(face[key]), len(vertex))
     return columns, faces
+
+
+def _check_ply_counts(path: Path) -> None:
+    """Refuse element counts the file cannot hold (every row takes at least a byte) before plyfile
+    allocates arrays for them."""
+    size = path.stat().st_size
+    with open(path, "rb") as stream:
+        header = stream.read(1 << 16)
+    if b"end_header" not in header:
+        raise ReadError(f"{path}: not a PLY file (no end_header in the first 64 KiB)")
+    for line in header.split(b"end_header")[0].splitlines():
+        words = line.split()
+        if len(words) == 3 and words[0] == b"element":
+            try:
+                count = int(words[2])
+            except ValueError:
+                raise ReadError(f"{path}: malformed PLY element line {line.decode(errors='replace')!r}") from None
+            if not 0 <= count <= min(size, MAX_POINTS):
+                raise ReadError(f"{path}: the PLY header declares {count:,} {words[1].decode(errors='replace')} "
+                                f"rows, more than a {size:,}-byte file holds")
 
 
 def _read_mesh(path: Path) -> tuple[dict[str, np.ndarray], np.ndarray]:

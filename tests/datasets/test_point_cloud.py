@@ -175,9 +175,13 @@ def test_malformed_files_raise_read_error_naming_the_file(tmp_path):
     nan.write_text("0 0 0\nnan 1 2\n")
     ragged = tmp_path / "ragged.xyz"
     ragged.write_text("0 0 0\n1 2\n")
+    huge = tmp_path / "huge.ply"
+    huge.write_text("ply\nformat ascii 1.0\nelement vertex 1000000000000\nproperty float x\nproperty float y\n"
+                    "property float z\nend_header\n0 0 0\n")
     missing = tmp_path / "missing.ply"
     for path, reason in [(empty_ply, "no vertices"), (garbage, "PLY"), (no_faces, "no faces"), (nan, "NaN"),
-                         (ragged, "same number"), (missing, "no such file")]:
+                         (ragged, "same number"), (huge, "declares 1,000,000,000,000 vertex"),
+                         (missing, "no such file")]:
         with pytest.raises(ReadError, match=reason) as info:
             read_point_cloud(path)
         assert str(path) in str(info.value)
