@@ -12,6 +12,7 @@ _EXTRAS: dict[str, tuple[str, str]] = {
     "plyfile": ("point", "plyfile"),
     "trimesh": ("point", "trimesh"),
     "torch_geometric": ("graph", "torch_geometric"),
+    "networkx": ("graph", "networkx"),
     "scipy": ("graph", "scipy"),
     "transformers": ("text", "transformers"),
     "tokenizers": ("text", "tokenizers"),

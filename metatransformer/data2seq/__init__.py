@@ -18,10 +18,13 @@ from .tabular import TabularTokenizer  # noqa: E402  isort: skip
 from .audio import AudioTokenizer  # noqa: E402  isort: skip
 from .time_series import TimeSeriesTokenizer  # noqa: E402  isort: skip
 from .imu import IMUTokenizer  # noqa: E402  isort: skip
+from .graph import GraphTokenizer  # noqa: E402  isort: skip
+from .point import PointCloudTokenizer  # noqa: E402  isort: skip
 
 __all__ = [
-    "AudioTokenizer", "ClsToken", "Data2Seq", "IMUTokenizer", "ImageTokenizer", "InfraredTokenizer", "Padded",
-    "TabularTokenizer", "TextTokenizer", "TimeSeriesTokenizer", "TokenSequence", "Tokenizer", "XRayTokenizer",
-    "canonical_modality", "create_tokenizer", "full_mask", "get_modality", "get_tokenizer_class", "list_modalities",
-    "pad_collate", "register_modality", "stack_collate",
+    "AudioTokenizer", "ClsToken", "Data2Seq", "GraphTokenizer", "IMUTokenizer", "ImageTokenizer",
+    "InfraredTokenizer", "Padded", "PointCloudTokenizer", "TabularTokenizer", "TextTokenizer",
+    "TimeSeriesTokenizer", "TokenSequence", "Tokenizer", "XRayTokenizer", "canonical_modality", "create_tokenizer",
+    "full_mask", "get_modality", "get_tokenizer_class", "list_modalities", "pad_collate", "register_modality",
+    "stack_collate",
 ]

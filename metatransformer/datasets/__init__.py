@@ -17,11 +17,14 @@ from .tabular import TableBatch, TableSchema, read_table
 from .text import read_document, read_text
 from .time_series import ForecastSplits, ForecastWindows, TsData, ett_splits, read_time_series, read_ts
 from .xray import XRAY_SUFFIXES, read_xray
+from .graph import GRAPH_SUFFIXES, read_graph
+from .point_cloud import POINT_CLOUD_SUFFIXES, read_point_cloud
 
 __all__ = [
-    "AUDIOSET_MEAN", "AUDIOSET_STD", "CLIP_MEAN", "CLIP_STD", "ForecastSplits", "ForecastWindows", "IMAGE_SUFFIXES",
-    "INFRARED_SUFFIXES", "ImageReadError", "MAX_ASPECT_RATIO", "MAX_IMAGE_PIXELS", "ReadError", "TableBatch",
-    "TableSchema", "TsData", "XRAY_SUFFIXES", "check_file", "ett_splits", "fbank", "fbank_transform",
-    "image_transform", "imu_windows", "read", "read_audio", "read_document", "read_image", "read_imu",
-    "read_infrared", "read_table", "read_text", "read_time_series", "read_ts", "read_xray",
+    "AUDIOSET_MEAN", "AUDIOSET_STD", "CLIP_MEAN", "CLIP_STD", "ForecastSplits", "ForecastWindows", "GRAPH_SUFFIXES",
+    "IMAGE_SUFFIXES", "INFRARED_SUFFIXES", "ImageReadError", "MAX_ASPECT_RATIO", "MAX_IMAGE_PIXELS",
+    "POINT_CLOUD_SUFFIXES", "ReadError", "TableBatch", "TableSchema", "TsData", "XRAY_SUFFIXES", "check_file",
+    "ett_splits", "fbank", "fbank_transform", "image_transform", "imu_windows", "read", "read_audio",
+    "read_document", "read_graph", "read_image", "read_imu", "read_infrared", "read_point_cloud", "read_table",
+    "read_text", "read_time_series", "read_ts", "read_xray",
 ]
