@@ -16,7 +16,10 @@ _EXTRAS: dict[str, tuple[str, str]] = {
     "transformers": ("text", "transformers"),
     "pandas": ("tabular", "pandas"),
     "pydicom": ("medical", "pydicom"),
+    "h5py": ("hyperspectral", "h5py"),
+    "spectral": ("hyperspectral", "spectral"),
     "tqdm": ("train", "tqdm"),
+    "torchmetrics": ("train", "torchmetrics"),
 }
 
 

@@ -13,9 +13,12 @@ from .registry import (
 
 # Built-in modalities register themselves on import, in this order (a shared suffix infers the first).
 from .image import ImageTokenizer, InfraredTokenizer, XRayTokenizer  # noqa: E402  isort: skip
+from .hyperspectral import HyperspectralTokenizer  # noqa: E402  isort: skip
+from .video import VideoTokenizer  # noqa: E402  isort: skip
 
 __all__ = [
-    "ClsToken", "Data2Seq", "ImageTokenizer", "InfraredTokenizer", "Padded", "TokenSequence", "Tokenizer",
-    "XRayTokenizer", "canonical_modality", "create_tokenizer", "full_mask", "get_modality", "get_tokenizer_class",
-    "list_modalities", "pad_collate", "register_modality", "stack_collate",
+    "ClsToken", "Data2Seq", "HyperspectralTokenizer", "ImageTokenizer", "InfraredTokenizer", "Padded",
+    "TokenSequence", "Tokenizer", "VideoTokenizer", "XRayTokenizer", "canonical_modality", "create_tokenizer",
+    "full_mask", "get_modality", "get_tokenizer_class", "list_modalities", "pad_collate", "register_modality",
+    "stack_collate",
 ]
