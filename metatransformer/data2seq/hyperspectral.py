@@ -66,7 +66,8 @@ class HyperspectralTokenizer(Tokenizer):
         values, band_mask = (pixels.values, pixels.mask) if isinstance(pixels, Padded) else (pixels, None)
         p = self.patch_size
         if values.dim() != 4 or values.shape[-2:] != (p, p):
-            raise ValueError(f"hyperspectral tokenizer expects (batch, bands, {p}, {p}) pixels, got {tuple(values.shape)}")
+            raise ValueError(f"hyperspectral tokenizer expects (batch, bands, {p}, {p}) pixels, "
+                             f"got {tuple(values.shape)}")
         if not values.is_floating_point():
             raise TypeError(f"hyperspectral tokenizer expects float pixels, got {values.dtype}")
         batch, bands = values.shape[:2]

@@ -12,7 +12,15 @@ from timm.models import adapt_input_conv
 
 from .._validation import check_range
 from ..datasets.image import CLIP_MEAN, CLIP_STD
-from ..datasets.video import MAX_FRAMES, MAX_VIDEO_SIDE, VIDEO_SUFFIXES, VideoClip, read_video, video_collate, video_transform
+from ..datasets.video import (
+    MAX_FRAMES,
+    MAX_VIDEO_SIDE,
+    VIDEO_SUFFIXES,
+    VideoClip,
+    read_video,
+    video_collate,
+    video_transform,
+)
 from ..registry import register_modality
 from .base import ClsToken, TokenSequence, Tokenizer
 from .image import ImageTokenizer
@@ -80,12 +88,16 @@ class VideoTokenizer(Tokenizer):
         if img_size % patch_size or num_frames % tubelet_size:
             raise ValueError(f"{name}: img_size={img_size} must be a multiple of patch_size={patch_size} and "
                              f"num_frames={num_frames} of tubelet_size={tubelet_size}")
-        self.mean = tuple(mean) if mean is not None else (CLIP_MEAN if in_chans == 3 else (sum(CLIP_MEAN) / 3,) * in_chans)
-        self.std = tuple(std) if std is not None else (CLIP_STD if in_chans == 3 else (sum(CLIP_STD) / 3,) * in_chans)
+        # CLIP's statistics, averaged over channels for other channel counts
+        default_mean, default_std = ((CLIP_MEAN, CLIP_STD) if in_chans == 3 else
+                                     ((sum(CLIP_MEAN) / 3,) * in_chans, (sum(CLIP_STD) / 3,) * in_chans))
+        self.mean = tuple(mean) if mean is not None else default_mean
+        self.std = tuple(std) if std is not None else default_std
         if len(self.mean) != in_chans or len(self.std) != in_chans or min(self.std) <= 0:
-            raise ValueError(f"{name}: mean and std need {in_chans} values each (std > 0), got {self.mean} and {self.std}")
-        self.patch_size, self.tubelet_size, self.num_frames, self.img_size = patch_size, tubelet_size, num_frames, img_size
-        self.in_chans = in_chans
+            raise ValueError(f"{name}: mean and std need {in_chans} values each (std > 0), "
+                             f"got {self.mean} and {self.std}")
+        self.patch_size, self.tubelet_size, self.in_chans = patch_size, tubelet_size, in_chans
+        self.num_frames, self.img_size = num_frames, img_size
         self.grid_size = (num_frames // tubelet_size, img_size // patch_size, img_size // patch_size)
         kernel = (tubelet_size, patch_size, patch_size)
         self.patch_embed = nn.Conv3d(in_chans, dim, kernel_size=kernel, stride=kernel, bias=patch_bias)
@@ -179,7 +191,8 @@ class VideoTokenizer(Tokenizer):
             raise ValueError(f"video tokenizer: unused stem weights {sorted(state)}")
         missing, unexpected = self.load_state_dict(ours, strict=False)
         if missing or unexpected:
-            raise ValueError(f"video tokenizer: the image stem does not fit; missing {missing}, unexpected {unexpected}")
+            raise ValueError(f"video tokenizer: the image stem does not fit; missing {missing}, "
+                             f"unexpected {unexpected}")
 
     @classmethod
     def from_image_tokenizer(cls, image: ImageTokenizer, *, num_frames: int = 16, tubelet_size: int = 2
@@ -195,9 +208,17 @@ class VideoTokenizer(Tokenizer):
 
 def video_eval_transform(tokenizer: VideoTokenizer) -> Callable[[VideoClip], VideoClip]:
     """A read clip → resized, centre-cropped, normalised to the tokenizer's size and statistics, its frame
-    count fitted to ``tokenizer.num_frames`` (padding masked)."""
-    return video_transform(tokenizer.img_size, num_frames=tokenizer.num_frames, mean=tokenizer.mean,
-                           std=tokenizer.std)
+    count fitted to ``tokenizer.num_frames`` (padding masked); RGB is averaged for a 1-channel tokenizer."""
+    transform = video_transform(tokenizer.img_size, num_frames=tokenizer.num_frames, mean=tokenizer.mean,
+                                std=tokenizer.std)
+
+    def apply(clip: VideoClip) -> VideoClip:
+        frames, mask = clip
+        if tokenizer.in_chans == 1 and frames.shape[0] != 1:
+            frames = frames.mean(0, keepdim=True)
+        return transform(VideoClip(frames, mask))
+
+    return apply
 
 
 register_modality("video", tokenizer=VideoTokenizer, reader=read_video, suffixes=VIDEO_SUFFIXES,

@@ -17,12 +17,13 @@ pytest.importorskip("av")
 def positions(tokenizer, clips):
     """(b, n, d) position part of the tokens: output minus an independent Conv3d of the clip (no cls)."""
     tokens = tokenizer(clips).tokens[:, tokenizer.num_prefix_tokens:]
-    conv = F.conv3d(clips, tokenizer.patch_embed.weight, tokenizer.patch_embed.bias, stride=tokenizer.patch_embed.stride)
+    embed = tokenizer.patch_embed
+    conv = F.conv3d(clips, embed.weight, embed.bias, stride=embed.stride)
     return tokens - conv.flatten(2).transpose(1, 2)
 
 
 def linear_resample(values, size):
-    """Reference 1-D linear resampling with half-pixel centres (align_corners=False), edges clamped: (n, d) -> (size, d)."""
+    """Reference 1-D linear resampling, half-pixel centres (align_corners=False), edges clamped: (n, d) -> (size, d)."""
     n = values.shape[0]
     src = np.clip((np.arange(size) + 0.5) * n / size - 0.5, 0, n - 1)
     return np.stack([np.interp(src, np.arange(n), values[:, j]) for j in range(values.shape[1])], axis=1)

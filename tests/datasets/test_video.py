@@ -34,8 +34,9 @@ def write_video(path, frames, fps=25, gop=None):
         stream.height, stream.width = frames.shape[1:3]
         stream.pix_fmt = pix_fmt
         stream.options = dict(options)
-        if gop is not None:
+        if gop is not None:  # key frames exactly every `gop` frames: no extra ones at scene cuts
             stream.codec_context.gop_size = gop
+            stream.options = {**options, "sc_threshold": "0"}
         for frame in frames:
             container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
         container.mux(stream.encode())
@@ -97,40 +98,67 @@ def test_auto_backend_falls_back_to_pyav_when_decord_fails(tmp_path, monkeypatch
         read_video(path, backend="decord")
 
 
-def test_long_clip_seeks_instead_of_decoding_everything(tmp_path, monkeypatch):
-    frames = moving_square(300, height=16, width=16)
-    path = write_video(tmp_path / "long.mp4", frames, gop=10)
-    decoded = []
-    original = av.container.InputContainer.decode
+@pytest.fixture
+def decoded_pts(monkeypatch):
+    """The pts of every frame PyAV's decoder hands to the reader."""
+    seen = []
+    original = video_module._decoded_frames
 
-    def counting(self, *args, **kwargs):
-        for frame in original(self, *args, **kwargs):
-            decoded.append(frame.pts)
+    def counting(*args, **kwargs):
+        for frame in original(*args, **kwargs):
+            seen.append(frame.pts)
             yield frame
 
-    monkeypatch.setattr(av.container.InputContainer, "decode", counting)
+    monkeypatch.setattr(video_module, "_decoded_frames", counting)
+    return seen
+
+
+@pytest.mark.parametrize("indexed", [True, False], ids=["key-frame index", "heuristic"])
+def test_long_clip_seeks_instead_of_decoding_everything(tmp_path, monkeypatch, decoded_pts, indexed):
+    if not indexed:
+        monkeypatch.setattr(video_module, "INDEX_MAX_BYTES", 0)
+    frames = moving_square(300, height=16, width=16)
+    path = write_video(tmp_path / "long.mp4", frames, gop=10)
     clip = read_video(path, num_frames=4, backend="pyav")
     expected = frames[[int((k + 0.5) * 300 / 4) for k in range(4)]]  # 37, 112, 187, 262
     assert np.abs(as_uint8(clip) - expected).max() <= 2
-    assert len(decoded) < 300 // 4  # each sample decodes from its key frame (GOP 10), not from frame 0
+    # from the key frame before each target: 30..37, 110..112, 180..187, 260..262
+    assert len(decoded_pts) == 22
 
 
-def test_long_gop_decodes_through_without_repeated_seeks(tmp_path, monkeypatch):
+@pytest.mark.parametrize("indexed", [True, False], ids=["key-frame index", "heuristic"])
+def test_one_long_gop_is_decoded_through_not_re_decoded_per_sample(tmp_path, monkeypatch, decoded_pts, indexed):
+    if not indexed:
+        monkeypatch.setattr(video_module, "INDEX_MAX_BYTES", 0)
     frames = moving_square(200, height=16, width=16)
     path = write_video(tmp_path / "onegop.mp4", frames, gop=250)
-    decoded = []
-    original = av.container.InputContainer.decode
-
-    def counting(self, *args, **kwargs):
-        for frame in original(self, *args, **kwargs):
-            decoded.append(frame.pts)
-            yield frame
-
-    monkeypatch.setattr(av.container.InputContainer, "decode", counting)
     clip = read_video(path, num_frames=16, backend="pyav")
-    expected = frames[[int((k + 0.5) * 200 / 16) for k in range(16)]]
-    assert np.abs(as_uint8(clip) - expected).max() <= 2
-    assert len(decoded) <= 2 * 200  # a seek that lands behind is not repeated for every sample
+    targets = [int((k + 0.5) * 200 / 16) for k in range(16)]
+    assert np.abs(as_uint8(clip) - frames[targets]).max() <= 2
+    assert len(decoded_pts) == targets[-1] + 1  # frames 0..193 once: no seek lands behind the decoded ones
+
+
+def test_unreferenced_b_frames_before_a_target_are_skipped_without_changing_any_frame(tmp_path, decoded_pts):
+    """A lossy H.264 clip with B-frames: the sampled frames equal a plain full decode's bit for bit."""
+    frames = np.zeros((60, 64, 64, 3), np.uint8)
+    frames[..., 0], frames[..., 1] = np.arange(64)[None] * 4, np.arange(64)[:, None] * 4  # smooth: B-frames pay
+    for i in range(60):
+        frames[i, 20:36, i % 48:i % 48 + 16] = 255
+    path = tmp_path / "bframes.mp4"
+    with av.open(str(path), "w") as container:  # libx264 defaults: lossy, 3 B-frames
+        stream = container.add_stream("libx264", rate=25)
+        stream.width = stream.height = 64
+        stream.pix_fmt = "yuv420p"
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+    with av.open(str(path)) as container:
+        reference = [(f.to_ndarray(format="rgb24"), str(f.pict_type)) for f in container.decode(video=0)]
+    assert sum(kind.endswith("B") or kind == "3" for _, kind in reference) > 10
+    clip = read_video(path, num_frames=4, backend="pyav")
+    targets = [int((k + 0.5) * 60 / 4) for k in range(4)]  # 7, 22, 37, 52
+    assert (as_uint8(clip) == np.stack([reference[t][0] for t in targets])).all()
+    assert len(decoded_pts) < targets[-1] + 1  # some frames before the targets were never decoded
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
