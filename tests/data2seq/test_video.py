@@ -139,3 +139,12 @@ def test_files_of_different_lengths_through_reader_transform_collate_tokenizer_e
     assert seq.mask[1].tolist() == [True] + [True] * 12 + [False] * 4
     encoded = create_encoder("nano")(seq.tokens, seq.mask)
     assert encoded.shape == (3, 17, 64) and torch.isfinite(encoded).all()
+
+
+def test_one_channel_tokenizer_gets_luminance_clips(tmp_path):
+    spec = get_modality("video")
+    tokenizer = Data2Seq("video", dim=16, in_chans=1, num_frames=4, img_size=16)
+    clip = spec.reader(write_video(tmp_path / "a.mp4", moving_square(6)), num_frames=4)
+    item = spec.transform(tokenizer)(clip)
+    assert item.frames.shape == (1, 4, 16, 16) and item.mask.all()
+    assert tokenizer(spec.collate([item])).tokens.shape == (1, 1 + 2, 16)
