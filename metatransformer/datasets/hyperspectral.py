@@ -223,14 +223,20 @@ def _load_npy(path: Path, max_values: int) -> np.ndarray:
     return np.load(path, allow_pickle=False)
 
 
-def _read_npz(path: Path, key: str | None, max_values: int):
+def _npz_shapes(path: Path) -> dict[str, tuple[tuple[int, ...], bool]]:
+    """Name -> (shape, numeric) of each array in an ``.npz``, from the member headers only."""
+    shapes = {}
     with zipfile.ZipFile(path) as archive:
-        shapes = {}
         for member in archive.namelist():
             if member.endswith(".npy"):
                 with archive.open(member) as stream:
                     shape, dtype = _npy_header(stream)
                 shapes[member[:-4]] = (shape, np.issubdtype(dtype, np.number) or dtype == bool)
+    return shapes
+
+
+def _read_npz(path: Path, key: str | None, max_values: int):
+    shapes = _npz_shapes(path)
     name = _pick(path, shapes, key, _CUBE_KEYS, 3)
     _check_shape(path, shapes[name][0], max_values)
     with np.load(path, allow_pickle=False) as contents:
@@ -299,9 +305,11 @@ def read_label_map(path: str | os.PathLike, *, key: str | None = None,
                 _check_shape(path, _npy_header(stream)[0], max_values, "label map")
             array = np.load(path, allow_pickle=False)
         elif suffix == ".npz":
+            shapes = _npz_shapes(path)
+            name = _pick(path, shapes, key, _LABEL_KEYS, 2)
+            _check_shape(path, shapes[name][0], max_values, "label map")
             with np.load(path, allow_pickle=False) as contents:
-                shapes = {n: (contents[n].shape, True) for n in contents.files}
-                array = contents[_pick(path, shapes, key, _LABEL_KEYS, 2)]
+                array = contents[name]
         else:
             raise ReadError(f"{path}: label maps are read from .mat, .npy or .npz files")
     except ReadError:

@@ -118,6 +118,8 @@ def read_video(
         raise ReadError(f"{path}: cannot decode the video: {err}") from err
     if not frames:
         raise ReadError(f"{path}: no frame could be decoded (corrupt or truncated)")
+    if len({frame.shape for frame in frames}) > 1:
+        raise ReadError(f"{path}: the frame size changes within the clip")
     real = len(frames)
     frames += [frames[-1]] * (num_frames - real)
     # numpy converts uint8 to float32 an order of magnitude faster than torch's cast + divide here; the

@@ -174,6 +174,10 @@ def test_indian_pines_layout_from_files(tmp_path):
     assert [int(tr[i][1]) for i in range(len(tr))] == [0, 1, 2]
     assert [int(te[i][1]) for i in range(len(te))] == [2, 2, 0, 1]
     np.testing.assert_allclose(te[0][0][:, 0, 0].numpy(), _minmax(cube)[5, 2], atol=1e-6)
+    np.savez(tmp_path / "maps.npz", train=train, test=test)
+    assert torch.equal(read_label_map(tmp_path / "maps.npz", key="test"), torch.from_numpy(test.astype(np.int64)))
+    with pytest.raises(ReadError, match=r"maps\.npz: several 2-D numeric arrays"):
+        read_label_map(tmp_path / "maps.npz")
 
 
 def test_label_map_shape_mismatch_names_both_shapes(tmp_path):

@@ -138,6 +138,19 @@ def test_one_long_gop_is_decoded_through_not_re_decoded_per_sample(tmp_path, mon
     assert len(decoded_pts) == targets[-1] + 1  # frames 0..193 once: no seek lands behind the decoded ones
 
 
+@pytest.mark.parametrize("indexed", [True, False], ids=["key-frame index", "heuristic"])
+@pytest.mark.parametrize("suffix", list(FORMATS))
+def test_seeking_returns_the_sampled_frames_in_every_container(tmp_path, monkeypatch, suffix, indexed):
+    if not indexed:
+        monkeypatch.setattr(video_module, "INDEX_MAX_BYTES", 0)
+    frames = moving_square(120, height=16, width=16)
+    path = write_video(tmp_path / f"long.{suffix}", frames, gop=10)
+    uniform = read_video(path, num_frames=5, backend="pyav")
+    assert np.abs(as_uint8(uniform) - frames[[12, 36, 60, 84, 108]]).max() <= TOLERANCE[suffix]
+    strided = read_video(path, num_frames=5, stride=7, start=1.0, backend="pyav")  # 25 fps: from frame 25
+    assert np.abs(as_uint8(strided) - frames[25:60:7]).max() <= TOLERANCE[suffix]
+
+
 def test_unreferenced_b_frames_before_a_target_are_skipped_without_changing_any_frame(tmp_path, decoded_pts):
     """A lossy H.264 clip with B-frames: the sampled frames equal a plain full decode's bit for bit."""
     frames = np.zeros((60, 64, 64, 3), np.uint8)
