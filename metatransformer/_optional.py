@@ -19,7 +19,10 @@ _EXTRAS: dict[str, tuple[str, str]] = {
     "pandas": ("tabular", "pandas"),
     "pyarrow": ("tabular", "pyarrow"),
     "pydicom": ("medical", "pydicom"),
+    "h5py": ("hyperspectral", "h5py"),
+    "spectral": ("hyperspectral", "spectral"),
     "tqdm": ("train", "tqdm"),
+    "torchmetrics": ("train", "torchmetrics"),
 }
 
 

@@ -13,6 +13,8 @@ from .registry import (
 
 # Built-in modalities register themselves on import, in this order (a shared suffix infers the first).
 from .image import ImageTokenizer, InfraredTokenizer, XRayTokenizer  # noqa: E402  isort: skip
+from .video import VideoTokenizer  # noqa: E402  isort: skip
+from .hyperspectral import HyperspectralTokenizer  # noqa: E402  isort: skip
 from .text import TextTokenizer  # noqa: E402  isort: skip
 from .tabular import TabularTokenizer  # noqa: E402  isort: skip
 from .audio import AudioTokenizer  # noqa: E402  isort: skip
@@ -22,9 +24,9 @@ from .graph import GraphTokenizer  # noqa: E402  isort: skip
 from .point import PointCloudTokenizer  # noqa: E402  isort: skip
 
 __all__ = [
-    "AudioTokenizer", "ClsToken", "Data2Seq", "GraphTokenizer", "IMUTokenizer", "ImageTokenizer",
-    "InfraredTokenizer", "Padded", "PointCloudTokenizer", "TabularTokenizer", "TextTokenizer",
-    "TimeSeriesTokenizer", "TokenSequence", "Tokenizer", "XRayTokenizer", "canonical_modality", "create_tokenizer",
-    "full_mask", "get_modality", "get_tokenizer_class", "list_modalities", "pad_collate", "register_modality",
-    "stack_collate",
+    "AudioTokenizer", "ClsToken", "Data2Seq", "GraphTokenizer", "HyperspectralTokenizer", "IMUTokenizer",
+    "ImageTokenizer", "InfraredTokenizer", "Padded", "PointCloudTokenizer", "TabularTokenizer", "TextTokenizer",
+    "TimeSeriesTokenizer", "TokenSequence", "Tokenizer", "VideoTokenizer", "XRayTokenizer", "canonical_modality",
+    "create_tokenizer", "full_mask", "get_modality", "get_tokenizer_class", "list_modalities", "pad_collate",
+    "register_modality", "stack_collate",
 ]
