@@ -128,18 +128,24 @@ def test_unknown_directory_or_repo_is_a_clear_error(tmp_path, monkeypatch):
 
 def test_reordering_or_adding_modalities_never_swaps_learned_weights(tmp_path):
     model = _model().eval()
+    # Not constant vectors: LayerNorm cancels a constant added to every feature, hiding a swap in the outputs.
+    image_embed, xray_embed = torch.linspace(-1, 1, 64), torch.linspace(1, -1, 64) ** 3
     with torch.no_grad():
-        model.modality_embed["image"].fill_(1.0)
-        model.modality_embed["xray"].fill_(-1.0)
+        model.modality_embed["image"].copy_(image_embed)
+        model.modality_embed["xray"].copy_(xray_embed)
     state = model.state_dict()
     reordered = create_model("nano", modalities={"xray": {"img_size": 32, "patch_size": 8},
                                                  "image": {"img_size": 32, "patch_size": 8}},
                              heads={"cls": {"kind": "classification", "num_classes": 3}})
     reordered.load_state_dict(state, strict=True)
-    assert reordered.modality_embed["image"].eq(1.0).all() and reordered.modality_embed["xray"].eq(-1.0).all()
-    images = torch.randn(2, 3, 32, 32)
+    assert reordered.modality_embed["image"].equal(image_embed) and reordered.modality_embed["xray"].equal(xray_embed)
+    images, xrays = torch.randn(2, 3, 32, 32), torch.randn(2, 1, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(reordered.eval()("image", images, head="cls"), model("image", images, head="cls"))
+        torch.testing.assert_close(reordered("xray", xrays, head="cls"), model("xray", xrays, head="cls"))
+        # Each modality's tokens get its own embedding, looked up by name whatever the order.
+        xray_tokens = reordered.tokenizers["xray"](xrays).tokens
+        torch.testing.assert_close(reordered.tokenize("xray", xrays).tokens, xray_tokens + xray_embed)
     # A model with one more modality refuses a strict load (the new embedding is missing), never silently drops.
     larger = create_model("nano", modalities={"image": {"img_size": 32, "patch_size": 8},
                                               "xray": {"img_size": 32, "patch_size": 8}, "infrared": {}},

@@ -242,6 +242,9 @@ def test_wrapped_training_checkpoints_are_unwrapped(tmp_path):
 
 def test_an_absurd_block_index_is_refused_before_any_per_block_work():
     state_dict = dict(reference_blocks(64, 4, 1).state_dict())
+    # The boundary first: index 256 (one past the last allowed) must hit the same check, not the gap check.
+    with pytest.raises(CheckpointError, match="block index 256 is beyond the 256 blocks"):
+        convert_state_dict({**state_dict, "256.norm1.weight": torch.zeros(64)})
     state_dict["1000000000.norm1.weight"] = torch.zeros(64)
     with pytest.raises(CheckpointError, match="block index 1000000000 is beyond the 256 blocks"):
         convert_state_dict(state_dict)
