@@ -106,12 +106,16 @@ class MetaTransformer(nn.Module):
 
     def _freeze_state(self) -> tuple[bool, int | None]:
         """(freeze_encoder, trainable_blocks) that reproduce the encoder's ``requires_grad`` flags."""
-        flags = [p.requires_grad for p in self.encoder.parameters()]
+        def own(module: nn.Module) -> list[bool]:  # a pathway's auxiliary weights and λ have their own recipe
+            return [p.requires_grad for name, p in module.named_parameters()
+                    if ".aux_weights." not in f".{name}" and ".scales." not in f".{name}"]
+
+        flags = own(self.encoder)
         if not any(flags):
             return True, None
         if all(flags):
             return False, None
-        per_block = [{p.requires_grad for p in block.parameters()} for block in self.encoder.blocks]
+        per_block = [set(own(block)) for block in self.encoder.blocks]
         trainable = [s == {True} for s in per_block]
         n = len(trainable) - trainable.index(True) if True in trainable else 0
         norm = {p.requires_grad for p in self.encoder.norm.parameters()}
