@@ -9,6 +9,6 @@ from .registry import register_modality
 
 __all__ = [
     "Data2Seq", "Embedding", "EncoderConfig", "MetaTransformer", "ReadError", "SharedEncoder", "TokenSequence",
-    "__version__", "create_encoder", "create_model", "create_tokenizer", "get_pretrained", "list_modalities", "list_pretrained", "read",
-    "register_modality",
+    "__version__", "create_encoder", "create_model", "create_tokenizer", "get_pretrained", "list_modalities",
+    "list_pretrained", "read", "register_modality",
 ]

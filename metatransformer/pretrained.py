@@ -190,7 +190,10 @@ def resolve_pretrained(pretrained: bool | str | PretrainedWeights | None, preset
     if pretrained is None or pretrained is False:
         return None
     if pretrained is True:
-        key = preset if isinstance(preset, str) and preset else "base"
+        if preset is not None and not isinstance(preset, str):
+            raise ValueError("pretrained=True needs a preset name (base, large); name the weights instead "
+                             f"({', '.join(list_pretrained())})")
+        key = preset or "base"
         from .encoders.config import ENCODER_PRESETS
         canonical = ENCODER_PRESETS.canonical(key)
         if canonical not in DEFAULT_FOR_PRESET:
