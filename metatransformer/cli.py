@@ -104,30 +104,31 @@ def _embed(args: argparse.Namespace) -> int:
     from .registry import canonical_modality, modality_for_suffix
     from .serialization import atomic_write
 
-    files = collect_files(args.inputs, known_suffixes(args.modality))
-    modality = args.modality
-    if modality is None:
-        inferred = {modality_for_suffix(f.suffix) for f in files}
-        if len(inferred) != 1 or None in inferred:
-            raise ValueError(f"cannot infer one modality from the files' suffixes ({sorted(map(str, inferred))}); "
-                             "pass --modality")
-        modality = inferred.pop()
-    modality = canonical_modality(modality)
-    output = Path(args.output).resolve()
-    if output.suffix != ".safetensors":
-        raise ValueError(f"--output {output} must end in .safetensors (the index is written beside it as .json)")
-    if output in {f.resolve() for f in files} or output.with_suffix(".json") in {f.resolve() for f in files}:
-        raise ValueError(f"--output {output} would overwrite an input file")
     from .serialization import is_checkpoint_dir, read_checkpoint_config
 
     given = [flag for flag in ("model", "checkpoint", "pretrained") if getattr(args, flag)]
     if len(given) > 1:
         raise ValueError(f"pass one of --model, --checkpoint, --pretrained (got {', '.join('--' + g for g in given)})")
     source = args.model or args.checkpoint
+    saved = list(read_checkpoint_config(source).get("tokenizers") or {}) if source and is_checkpoint_dir(source) else []
+    modality = args.modality or (saved[0] if len(saved) == 1 else None)
+    if modality is None:  # infer it from the files' suffixes
+        inferred = {modality_for_suffix(f.suffix) for f in collect_files(args.inputs, known_suffixes())}
+        if len(inferred) != 1 or None in inferred:
+            raise ValueError(f"cannot infer one modality from the files' suffixes ({sorted(map(str, inferred))}); "
+                             "pass --modality")
+        modality = inferred.pop()
+    modality = canonical_modality(modality)
+    files = collect_files(args.inputs, known_suffixes(modality))
+    output = Path(args.output).resolve()
+    if output.suffix != ".safetensors":
+        raise ValueError(f"--output {output} must end in .safetensors (the index is written beside it as .json)")
+    if output in {f.resolve() for f in files} or output.with_suffix(".json") in {f.resolve() for f in files}:
+        raise ValueError(f"--output {output} would overwrite an input file")
     if args.pretrained:
         model = create_model(args.preset, modalities=[modality], pretrained=args.pretrained,
                              stem_checkpoint=args.stem_checkpoint)
-    elif source and is_checkpoint_dir(source) and modality in (read_checkpoint_config(source).get("tokenizers") or {}):
+    elif modality in saved:
         model = MetaTransformer.from_pretrained(source)  # a saved model with this modality: use it whole
     else:
         if source is None:
@@ -162,8 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     embed = commands.add_parser("embed", help="embed files (or folders of files) into one safetensors file")
     embed.add_argument("inputs", nargs="+", help="files or directories")
-    embed.add_argument("--modality", help=f"modality of the files ({', '.join(list_modalities())}); "
-                                          "inferred from the suffixes when omitted")
+    embed.add_argument("--modality", help=f"modality of the files ({', '.join(list_modalities())}); by default "
+                                          "the saved model's only modality, else inferred from the files' suffixes")
     embed.add_argument("--preset", choices=list_encoder_presets(),
                        help="architecture (default: the weights', or the one the checkpoint fits, else base)")
     embed.add_argument("--pretrained", metavar="NAME", help="published weights (see `metatransformer weights`), "
