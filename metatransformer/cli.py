@@ -164,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     embed = commands.add_parser("embed", help="embed files (or folders of files) into one safetensors file")
     embed.add_argument("inputs", nargs="+", help="files or directories")
     embed.add_argument("--modality", help=f"modality of the files ({', '.join(list_modalities())}); by default "
-                                          "the saved model's only modality, else inferred from the files' suffixes")
+                                          "the --model's only modality, else inferred from the files' suffixes")
     embed.add_argument("--preset", choices=list_encoder_presets(),
                        help="architecture (default: the weights', or the one the checkpoint fits, else base)")
     embed.add_argument("--pretrained", metavar="NAME", help="published weights (see `metatransformer weights`), "
