@@ -20,10 +20,28 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    converted = convert_state_dict(read_state_dict(args.checkpoint))
+    from .encoders.factory import read_checkpoint_source
+    from .pretrained import PRETRAINED, file_sha256, get_pretrained, is_pretrained_name, weights_path
+
+    report: dict = {}
+    target = args.checkpoint
+    if not Path(target).exists() and is_pretrained_name(target):
+        entry = get_pretrained(target)
+        report["pretrained"] = entry.to_dict()
+        report["preprocessing"] = report["pretrained"]["preprocessing"]
+        try:
+            target = weights_path(entry, local_files_only=True)
+        except CheckpointError as err:
+            report["cached"] = None
+            report["note"] = str(err)
+            print(json.dumps(report, indent=2))
+            return 0
+        report["cached"] = str(target)
+    source = read_checkpoint_source(target)
+    converted = source.converted
     stems = {name: sorted(found[1]) for name in list_modalities()
              if (found := get_modality(name).tokenizer.stem_from_checkpoint(converted.extras, converted.source_format))}
-    print(json.dumps({
+    report.update({
         "format": converted.source_format,
         "depth": converted.depth,
         "dim": converted.dim,
@@ -32,7 +50,49 @@ def _inspect(args: argparse.Namespace) -> int:
         "final_norm": "norm.weight" in converted.encoder,
         "tokenizer_stems": stems,
         "unused_keys": converted.unused,
-    }, indent=2))
+    })
+    if source.document is not None:  # a directory we wrote
+        document = source.document
+        report["directory"] = "model" if document.get("tokenizers") else "encoder"
+        report["encoder"] = document.get("encoder")
+        report["preprocessing"] = {m: {k: o[k] for k in _PREPROCESSING_OPTIONS if k in o}
+                                   for m, o in (document.get("tokenizers") or {}).items()
+                                   if any(k in o for k in ("mean", "std"))}
+        if document.get("tokenizers"):
+            report["tokenizers"] = sorted(document["tokenizers"])
+            report["heads"] = sorted(document.get("heads") or {})
+            report["freeze_encoder"] = document.get("freeze_encoder", True)
+            report["trainable_blocks"] = document.get("trainable_blocks")
+    elif "pretrained" not in report:
+        digest = file_sha256(target)
+        match = next((PRETRAINED.get(n) for n in PRETRAINED.names() if PRETRAINED.get(n).sha256 == digest), None)
+        report["sha256"] = digest
+        report["pretrained_match"] = match.name if match else None
+        report["preprocessing"] = (match.preprocessing.to_dict() if match and match.preprocessing else None)
+        if report["preprocessing"] is None:
+            report["note"] = ("a bare checkpoint file records no preprocessing; the image-like tokenizers default to "
+                              "CLIP mean/std at 224, bicubic, crop 1.0")
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+_PREPROCESSING_OPTIONS = ("mean", "std", "img_size", "interpolation", "crop_pct")
+
+
+def _weights(args: argparse.Namespace) -> int:
+    from .pretrained import PRETRAINED
+
+    entries = [PRETRAINED.get(name) for name in PRETRAINED.names()]
+    if args.json:
+        print(json.dumps([e.to_dict() for e in entries], indent=2))
+        return 0
+    for e in entries:
+        where = {"hub": f"hub {e.hf_repo}/{e.filename}", "package": f"pip {e.package}",
+                 "manual": f"manual download ({e.filename})"}[e.source]
+        checks = "sha256" if e.sha256 else "no checksum"
+        print(f"{e.name:24} {e.preset or '-':6} {where:75} {checks:11} "
+              f"{'verified' if e.verified else 'unverified'}  {e.license}")
+        print(f"{'':24} {e.description}")
     return 0
 
 
@@ -42,10 +102,14 @@ def _embed(args: argparse.Namespace) -> int:
     from .embed import collect_files, embed_files, known_suffixes
     from .model import MetaTransformer, create_model
     from .registry import canonical_modality, modality_for_suffix
-    from .serialization import atomic_write
+    from .serialization import atomic_write, is_checkpoint_dir, read_checkpoint_config
 
-    model = MetaTransformer.from_pretrained(args.model) if args.model else None
-    modality = args.modality or (model.modalities[0] if model is not None and len(model.modalities) == 1 else None)
+    given = [flag for flag in ("model", "checkpoint", "pretrained") if getattr(args, flag)]
+    if len(given) > 1:
+        raise ValueError(f"pass one of --model, --checkpoint, --pretrained (got {', '.join('--' + g for g in given)})")
+    source = args.model or args.checkpoint
+    saved = list(read_checkpoint_config(source).get("tokenizers") or {}) if source and is_checkpoint_dir(source) else []
+    modality = args.modality or (saved[0] if len(saved) == 1 else None)
     if modality is None:  # infer it from the files' suffixes
         inferred = {modality_for_suffix(f.suffix) for f in collect_files(args.inputs, known_suffixes())}
         if len(inferred) != 1 or None in inferred:
@@ -59,10 +123,16 @@ def _embed(args: argparse.Namespace) -> int:
         raise ValueError(f"--output {output} must end in .safetensors (the index is written beside it as .json)")
     if output in {f.resolve() for f in files} or output.with_suffix(".json") in {f.resolve() for f in files}:
         raise ValueError(f"--output {output} would overwrite an input file")
-    if model is None:
-        if args.checkpoint is None:
-            print("warning: no --checkpoint or --model given; the encoder has random weights", file=sys.stderr)
-        model = create_model(args.preset, modalities=[modality], checkpoint=args.checkpoint)
+    if args.pretrained:
+        model = create_model(args.preset, modalities=[modality], pretrained=args.pretrained,
+                             stem_checkpoint=args.stem_checkpoint)
+    elif modality in saved:
+        model = MetaTransformer.from_pretrained(source)  # a saved model with this modality: use it whole
+    else:
+        if source is None:
+            print("warning: no --pretrained, --checkpoint or --model given; the encoder has random weights",
+                  file=sys.stderr)
+        model = create_model(args.preset, modalities=[modality], checkpoint=source, stem_checkpoint=args.stem_checkpoint)
     model.to(args.device).eval()
     result = embed_files(model, modality, files, batch_size=args.batch_size, pool=args.pool)
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -81,7 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     convert = commands.add_parser("convert", help="convert an encoder checkpoint to safetensors + config.json")
-    convert.add_argument("source", help="Meta-Transformer .pth, timm or OpenCLIP state dict (.pth/.pt/.bin/.safetensors)")
+    convert.add_argument("source", help="Meta-Transformer .pth, timm or OpenCLIP state dict (.pth/.pt/.bin/.safetensors), "
+                                        "a directory we wrote, or a published weights name")
     convert.add_argument("output", help="output directory")
     convert.add_argument("--preset", choices=list_encoder_presets(), help="architecture (default: the one that fits)")
     convert.add_argument("--act", choices=["gelu", "quick_gelu"], help="activation (quick_gelu for OpenAI CLIP blocks)")
@@ -92,18 +163,29 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("inputs", nargs="+", help="files or directories")
     embed.add_argument("--modality", help=f"modality of the files ({', '.join(list_modalities())}); by default "
                                           "the --model's only modality, else inferred from the files' suffixes")
-    embed.add_argument("--preset", default="base", choices=list_encoder_presets())
-    embed.add_argument("--checkpoint", help="encoder checkpoint (Meta-Transformer, timm, OpenCLIP or ours)")
-    embed.add_argument("--model", help="a directory written by MetaTransformer.save_pretrained (overrides --preset)")
+    embed.add_argument("--preset", choices=list_encoder_presets(),
+                       help="architecture (default: the weights', or the one the checkpoint fits, else base)")
+    embed.add_argument("--pretrained", metavar="NAME", help="published weights (see `metatransformer weights`), "
+                                                            "with their stems and preprocessing")
+    embed.add_argument("--checkpoint", help="weights in any format: Meta-Transformer/timm/OpenCLIP file, or a "
+                                            "directory written by save_pretrained, save_encoder, convert, export_merged")
+    embed.add_argument("--model", help="a saved model directory (its tokenizers and preprocessing are used); "
+                                       "any --checkpoint form works too")
+    embed.add_argument("--stem-checkpoint", help="a full timm/OpenCLIP ViT to take the image-like stem from")
     embed.add_argument("--pool", choices=["cls", "mean", "max"], help="pooling (default: cls)")
     embed.add_argument("--batch-size", type=int, default=32)
     embed.add_argument("--device", default="cpu")
     embed.add_argument("--output", default="embeddings.safetensors")
     embed.set_defaults(run=_embed)
 
-    inspect = commands.add_parser("inspect", help="detect a checkpoint's format and shape")
-    inspect.add_argument("checkpoint")
+    inspect = commands.add_parser("inspect", help="a checkpoint's format, shape, stems and preprocessing")
+    inspect.add_argument("checkpoint", help="a checkpoint file, a directory we wrote, or a published weights name")
     inspect.set_defaults(run=_inspect)
+
+    weights = commands.add_parser("weights", aliases=["list-pretrained"],
+                                  help="the published weights: source, checksum, architecture, license")
+    weights.add_argument("--json", action="store_true", help="every field of every entry, as JSON")
+    weights.set_defaults(run=_weights)
     return parser
 
 

@@ -53,12 +53,15 @@ class ModelConfig:
         tokenizers: {modality: tokenizer config}, in the order the modalities were given.
         heads: {head name: head config}.
         freeze_encoder: whether the encoder is frozen (Meta-Transformer's recipe).
+        trainable_blocks: with a frozen encoder, the number of last blocks (and the final norm) that
+            still train, as ``encoder.unfreeze(last_n_blocks=n)`` leaves them; None: all frozen.
     """
 
     encoder: EncoderConfig
     tokenizers: dict[str, TokenizerConfig] = field(default_factory=dict)
     heads: dict[str, HeadConfig] = field(default_factory=dict)
     freeze_encoder: bool = True
+    trainable_blocks: int | None = None
 
     @classmethod
     def build(
@@ -68,6 +71,7 @@ class ModelConfig:
             tokenizers: Mapping[str, Mapping[str, Any]] | Sequence[str] = ("image",),
             heads: Mapping[str, Mapping[str, Any]] | None = None,
             freeze_encoder: bool = True,
+            trainable_blocks: int | None = None,
     ) -> "ModelConfig":
         """Resolve the user's form (preset names, modality lists, partial option dicts) into a full config."""
         if isinstance(encoder, Mapping):
@@ -82,24 +86,32 @@ class ModelConfig:
             if config.modality in resolved:
                 raise ConfigError(f"tokenizers: {modality!r} names {config.modality!r} twice")
             resolved[config.modality] = config
-        return cls(encoder=get_encoder_config(encoder), tokenizers=resolved,
+        encoder = get_encoder_config(encoder)
+        freeze_encoder = check_value(freeze_encoder, bool, "freeze_encoder")
+        trainable_blocks = check_value(trainable_blocks, int | None, "trainable_blocks")
+        if trainable_blocks is not None:
+            if not freeze_encoder:
+                raise ConfigError("trainable_blocks: only with freeze_encoder=true (an unfrozen encoder trains every block)")
+            if not 0 <= trainable_blocks <= encoder.depth:
+                raise ConfigError(f"trainable_blocks: must be in [0, {encoder.depth}], got {trainable_blocks}")
+        return cls(encoder=encoder, tokenizers=resolved,
                    heads={check_value(name, str, "heads key"): HeadConfig.resolve(name, options)
                           for name, options in (heads or {}).items()},
-                   freeze_encoder=check_value(freeze_encoder, bool, "freeze_encoder"))
+                   freeze_encoder=freeze_encoder, trainable_blocks=trainable_blocks)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form: ``{"encoder": {...}, "tokenizers": {modality: options}, "heads": {name: {"kind", ...}}}``."""
         return {"encoder": self.encoder.to_dict(),
                 "tokenizers": {m: dict(t.options) for m, t in self.tokenizers.items()},
                 "heads": {n: {"kind": h.kind, **h.options} for n, h in self.heads.items()},
-                "freeze_encoder": self.freeze_encoder}
+                "freeze_encoder": self.freeze_encoder, "trainable_blocks": self.trainable_blocks}
 
     @classmethod
     def from_dict(cls, data: Any) -> "ModelConfig":
         """Parse the JSON form; unknown, missing and mistyped fields raise :class:`ConfigError` naming them."""
         raw = dataclass_from_dict(_RawModelConfig, data, where="config")
         return cls.build(encoder=raw.encoder, tokenizers=raw.tokenizers, heads=raw.heads,
-                         freeze_encoder=raw.freeze_encoder)
+                         freeze_encoder=raw.freeze_encoder, trainable_blocks=raw.trainable_blocks)
 
 
 @dataclass(frozen=True)
@@ -110,3 +122,4 @@ class _RawModelConfig:
     tokenizers: dict[str, dict[str, Any]] = field(default_factory=dict)
     heads: dict[str, dict[str, Any]] = field(default_factory=dict)
     freeze_encoder: bool = True
+    trainable_blocks: int | None = None

@@ -1,21 +1,46 @@
-"""Runs the README's Python examples, in order, in one namespace (with a Meta-Transformer-format file)."""
+"""Runs the README's Python examples, in order, in one namespace, offline, once the published weights
+are in the Hugging Face Hub cache (stand-ins fetched from a local HTTP stand-in for the Hub)."""
+import dataclasses
 import os
 import re
 from pathlib import Path
 
+import timm
 import torch
+from safetensors.torch import save_file
 
+from metatransformer.pretrained import PRETRAINED, file_sha256, get_pretrained, weights_path
 from metatransformer.registry import MODALITIES
 
 from tests.conftest import reference_blocks
+from tests.local_hub import local_hub  # noqa: F401 (fixture)
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-def test_readme_python_examples_run(tmp_path, monkeypatch):
+def _populate_cache(hub, tmp_path, monkeypatch):
+    """Stand-ins for the Meta-Transformer B16 file and the LAION-2B CLIP ViT-B/16 it takes its stems from,
+    downloaded into the cache. The stand-in's bytes cannot have the published sha256, so the B16 entry is
+    given the stand-in's for this test (a wrong sha256 being refused is tested in test_pretrained)."""
+    served = tmp_path / "served"
+    served.mkdir()
+    blocks = served / "Meta-Transformer_base_patch16_encoder.pth"
+    torch.save(reference_blocks(768, 12, 12).state_dict(), blocks)
+    vit = timm.create_model("vit_base_patch16_clip_224", pretrained=False)
+    save_file({k: v.contiguous() for k, v in vit.state_dict().items()}, served / "model.safetensors")
+    b16, clip = get_pretrained("meta_transformer_b16"), get_pretrained("clip_vit_b16_laion2b")
+    hub.add(b16.hf_repo, b16.filename, blocks)
+    hub.add(clip.hf_repo, clip.filename, served / "model.safetensors")
+    monkeypatch.setitem(PRETRAINED._entries, b16.name, dataclasses.replace(b16, sha256=file_sha256(blocks)))
+    weights_path(b16.name), weights_path(clip.name)
+
+
+def test_readme_python_examples_run(tmp_path, monkeypatch, local_hub):  # noqa: F811
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
     assert len(blocks) >= 3
-    torch.save(reference_blocks(768, 12, 12).state_dict(), tmp_path / "Meta-Transformer_base_patch16_encoder.pth")
+    _populate_cache(local_hub, tmp_path, monkeypatch)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the quick start runs from the cache
+    requests = local_hub.requests
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
     registered = set(MODALITIES.names())
@@ -25,7 +50,10 @@ def test_readme_python_examples_run(tmp_path, monkeypatch):
     finally:  # the README registers an example modality; leave the registry as it was
         for name in set(MODALITIES.names()) - registered:
             MODALITIES.unregister(name)
+    assert local_hub.requests == requests
     assert os.path.isfile("runs/xray-model/model.safetensors")
     assert os.path.isfile("runs/merged-encoder/config.json")
     assert namespace["features"].shape == (2, 197, 768)
     assert namespace["fused"].pooled.shape == (2, 768)
+    model = namespace["model"]
+    assert model.config.tokenizers["image"].options["pre_norm"]  # the CLIP stem, not a random one

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Literal, Mapping
 
 import torch
 import torch.nn as nn
@@ -46,6 +46,10 @@ class ImageTokenizer(Tokenizer):
         mean: per-channel normalisation mean of the default preprocessing (CLIP's by default,
             averaged over channels for 1-channel inputs); saved with the model.
         std: per-channel normalisation std, likewise.
+        interpolation: resize interpolation of the default preprocessing.
+        crop_pct: the default preprocessing resizes the short side to ``img_size / crop_pct`` and
+            centre-crops ``img_size`` (timm's ``crop_pct``). Pretrained weights set mean, std, size,
+            interpolation and crop to what they were trained with.
 
     Inputs:
         images: (b, in_chans, h, w) float, normalized (CLIP mean/std by default, see
@@ -70,6 +74,8 @@ class ImageTokenizer(Tokenizer):
             norm_eps: float = 1e-5,
             mean: tuple[float, ...] | None = None,
             std: tuple[float, ...] | None = None,
+            interpolation: Literal["bicubic", "bilinear", "nearest"] = "bicubic",
+            crop_pct: float = 1.0,
     ) -> None:
         super().__init__(dim=dim)
         name = type(self).__name__
@@ -86,6 +92,8 @@ class ImageTokenizer(Tokenizer):
         if len(self.mean) != self.in_chans or len(self.std) != self.in_chans or min(self.std) <= 0:
             raise ValueError(f"{name}: mean and std need {self.in_chans} values each (std > 0), "
                              f"got {self.mean} and {self.std}")
+        check_range(f"{name}.crop_pct", crop_pct, low=0, high=1, low_inclusive=False)
+        self.interpolation, self.crop_pct = interpolation, crop_pct
         self.grid_size = (img_size // patch_size,) * 2
         self.patch_embed = nn.Conv2d(self.in_chans, dim, kernel_size=patch_size, stride=patch_size, bias=patch_bias)
         self.cls_token = ClsToken(dim) if cls_token else None
@@ -182,7 +190,8 @@ def _default_stat(rgb: tuple[float, ...], channels: int) -> tuple[float, ...]:
 def image_eval_transform(tokenizer: ImageTokenizer) -> Callable[[torch.Tensor], torch.Tensor]:
     """(c, h, w) in [0, 1] → resized, centre-cropped, normalised to fit ``tokenizer`` (its size, channels,
     mean and std); grayscale and RGB items are converted to the tokenizer's channel count."""
-    transform = image_transform(tokenizer.img_size, mean=tokenizer.mean, std=tokenizer.std)
+    transform = image_transform(tokenizer.img_size, mean=tokenizer.mean, std=tokenizer.std,
+                                interpolation=tokenizer.interpolation, crop_pct=tokenizer.crop_pct)
 
     def apply(image: torch.Tensor) -> torch.Tensor:
         if image.shape[0] != tokenizer.in_chans:

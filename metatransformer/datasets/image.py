@@ -1,6 +1,8 @@
 """Reading image files (PNG, JPEG, TIFF, BMP, WebP; 8-, 16- and 32-bit, grayscale or colour) into float tensors."""
 from __future__ import annotations
 
+import math
+
 import os
 import warnings
 from typing import Literal, Sequence
@@ -166,10 +168,13 @@ def image_transform(
         std: Sequence[float] = CLIP_STD,
         train: bool = False,
         max_aspect_ratio: float = MAX_ASPECT_RATIO,
+        interpolation: str = "bicubic",
+        crop_pct: float = 1.0,
 ) -> v2.Compose:
     """Resize / crop / normalise a (c, h, w) float tensor in [0, 1], as CLIP preprocesses.
 
-    Evaluation: resize the short side to ``img_size`` (bicubic, antialiased), centre-crop, normalise.
+    Evaluation: resize the short side to ``img_size / crop_pct`` (``interpolation``, antialiased),
+    centre-crop ``img_size``, normalise (timm's ``crop_pct``; 1.0 is CLIP's resize-then-crop).
     Training: random resized crop (scale 0.08–1) and horizontal flip instead.
     For 1-channel inputs pass 1-element ``mean``/``std`` (e.g. ``(sum(CLIP_MEAN)/3,)``).
 
@@ -177,13 +182,21 @@ def image_transform(
     than ``max_aspect_ratio`` is refused with a ValueError before the resize allocates (a 1×20000
     image would otherwise resize to 224×4,480,000).
     """
+    if interpolation not in _INTERPOLATIONS:
+        raise ValueError(f"interpolation must be one of {sorted(_INTERPOLATIONS)}, got {interpolation!r}")
+    if not 0 < crop_pct <= 1:
+        raise ValueError(f"crop_pct must be in (0, 1], got {crop_pct!r}")
+    mode = _INTERPOLATIONS[interpolation]
     geometry = (
-        [v2.RandomResizedCrop(img_size, interpolation=v2.InterpolationMode.BICUBIC, antialias=True),
-         v2.RandomHorizontalFlip()]
+        [v2.RandomResizedCrop(img_size, interpolation=mode, antialias=True), v2.RandomHorizontalFlip()]
         if train else
-        [v2.Resize(img_size, interpolation=v2.InterpolationMode.BICUBIC, antialias=True), v2.CenterCrop(img_size)]
+        [v2.Resize(int(math.floor(img_size / crop_pct)), interpolation=mode, antialias=True), v2.CenterCrop(img_size)]
     )
     return v2.Compose([_AspectGuard(max_aspect_ratio), *geometry, v2.Normalize(mean=list(mean), std=list(std))])
+
+
+_INTERPOLATIONS = {"bicubic": v2.InterpolationMode.BICUBIC, "bilinear": v2.InterpolationMode.BILINEAR,
+                   "nearest": v2.InterpolationMode.NEAREST}
 
 
 class _AspectGuard(torch.nn.Module):

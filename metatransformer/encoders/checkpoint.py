@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping, Union
@@ -232,7 +233,8 @@ def state_dict_differences(
     return missing, unexpected, mismatched
 
 
-def load_encoder_weights(encoder: torch.nn.Module, source: Any, *, strict: bool = True) -> ConvertedCheckpoint:
+def load_encoder_weights(encoder: torch.nn.Module, source: Any, *, strict: bool = True,
+                         name: str | None = None) -> ConvertedCheckpoint:
     """Load a checkpoint of any supported format (a file, a state dict, or an already
     :class:`ConvertedCheckpoint`) into a :class:`SharedEncoder`.
 
@@ -244,9 +246,9 @@ def load_encoder_weights(encoder: torch.nn.Module, source: Any, *, strict: bool 
         the converted checkpoint, whose ``unused`` lists the keys that were not loaded.
     """
     if isinstance(source, ConvertedCheckpoint):
-        name, converted = "checkpoint", replace(source, unused=list(source.unused))
+        name, converted = name or "checkpoint", replace(source, unused=list(source.unused))
     else:
-        name = source if not isinstance(source, Mapping) else "state dict"
+        name = name or (source if not isinstance(source, Mapping) else "state dict")
         converted = convert_state_dict(load_state_dict_source(source))
     config: EncoderConfig = encoder.config
     if (converted.depth, converted.dim, converted.mlp_hidden_dim) != (config.depth, config.dim, config.mlp_hidden_dim):
@@ -258,6 +260,10 @@ def load_encoder_weights(encoder: torch.nn.Module, source: Any, *, strict: bool 
         )
     weights = dict(converted.encoder)
     if not config.final_norm:
+        if "norm.weight" in weights:
+            warnings.warn(f"{name}: the checkpoint has a final norm after the blocks, but the encoder was built with "
+                          "final_norm=False, so it is not used; pass final_norm=True (or no preset, to take the "
+                          "architecture from the checkpoint) to keep it", UserWarning, stacklevel=3)
         converted.unused += sorted(k for k in weights if k.startswith("norm."))
         weights = {k: v for k, v in weights.items() if not k.startswith("norm.")}
     missing, unexpected, mismatched = state_dict_differences(encoder.state_dict(), weights)
