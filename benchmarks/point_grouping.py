@@ -30,7 +30,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _timing import interleaved_medians  # noqa: E402
 
-from metatransformer.data2seq.point import (  # noqa: E402
+from metatransformer.geometry import (  # noqa: E402
     _pytorch3d_ops,
     farthest_point_sample,
     gather_points,
