@@ -105,6 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
     inspect = commands.add_parser("inspect", help="detect a checkpoint's format and shape")
     inspect.add_argument("checkpoint")
     inspect.set_defaults(run=_inspect)
+
+    from .training.commands import add_commands  # train, evaluate, merge (Lightning is imported when they run)
+
+    add_commands(commands)
     return parser
 
 

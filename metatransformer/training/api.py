@@ -29,7 +29,7 @@ from ..encoders import create_encoder
 from ..heads import create_head
 from ..model import MetaTransformer, create_model
 from ..pathway import export_merged, reparameterize_aux_into_target_model
-from ..serialization import is_checkpoint_dir, read_checkpoint_config
+from ..serialization import CheckpointError, is_checkpoint_dir, read_checkpoint_config
 from .config import TrainConfig
 from .data import ItemDataset, LabelEncoder, Record, assign_splits, group_by_modality, load_records, make_loader
 from .features import FeatureDataset, cached_features
@@ -298,3 +298,57 @@ def train(config: TrainConfig | dict[str, Any], *, records: Sequence[Record] = (
             export_merged(model, run_dir / "model-merged")
         (run_dir / RUN_INFO).write_text(json.dumps(info, indent=2, default=str) + "\n")
     return RunResult(run_dir, model, metrics, best.best_model_path or None, info)
+
+
+# ------------------------------------------------------------------------------------------- reloading a run
+def rebuild_from_checkpoint(run_dir: str | os.PathLike, ckpt_path: str | os.PathLike) -> MetaTransformer:
+    """The run's model (pathway layers included) rebuilt from its recipe, with a Lightning checkpoint's weights."""
+    run_dir = Path(run_dir)
+    config = TrainConfig.from_yaml(run_dir / "config.yaml")
+    info = json.loads((run_dir / RUN_INFO).read_text())
+    model, _ = build_model(config, LabelEncoder(**info["labels"]), info["modalities"])
+    state = torch.load(ckpt_path, map_location="cpu", weights_only=False)["state_dict"]
+    model.load_state_dict({k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}, strict=True)
+    return model
+
+
+def load_run_model(run_dir: str | os.PathLike, checkpoint: str = "final") -> tuple[MetaTransformer, str]:
+    """A run's model: ``final`` (RUN_DIR/model-merged, else RUN_DIR/model, else last.ckpt), ``best``, ``last``
+    or a .ckpt path. Returns (model, where it came from)."""
+    run_dir = Path(run_dir)
+    if checkpoint == "final":
+        errors = []
+        for name in ("model-merged", "model"):
+            if (run_dir / name).is_dir():
+                try:
+                    return MetaTransformer.from_pretrained(run_dir / name), str(run_dir / name)
+                except (CheckpointError, ValueError, KeyError, RuntimeError) as err:
+                    errors.append(f"{name}: {err}")
+        _logger.warning("no loadable saved model in %s (%s); using checkpoints/last.ckpt", run_dir, "; ".join(errors))
+        checkpoint = "last"
+    if checkpoint in ("best", "last"):
+        info = json.loads((run_dir / RUN_INFO).read_text())
+        path = info.get("best_checkpoint") if checkpoint == "best" else None
+        path = path or str(run_dir / "checkpoints" / "last.ckpt")
+    else:
+        path = checkpoint
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    return rebuild_from_checkpoint(run_dir, path), str(path)
+
+
+def merge_run(run_dir: str | os.PathLike, output: str | os.PathLike, *, checkpoint: str = "final") -> tuple[Path, int]:
+    """Fold a pathway run's auxiliary weights into a plain model (``W ← W + λ·W_aux``) and save it with
+    ``save_pretrained``. Returns (output folder, number of merged layers)."""
+    from ..pathway import merge_pathway
+
+    if checkpoint == "final" and (Path(run_dir) / "model").is_dir():
+        try:
+            model = MetaTransformer.from_pretrained(Path(run_dir) / "model")
+        except (CheckpointError, ValueError, KeyError, RuntimeError) as err:
+            _logger.warning("%s/model does not load (%s); rebuilding from checkpoints/last.ckpt", run_dir, err)
+            model, _ = load_run_model(run_dir, "last")
+    else:
+        model, _ = load_run_model(run_dir, "last" if checkpoint == "final" else checkpoint)
+    merged = merge_pathway(model)
+    return model.save_pretrained(output), merged
