@@ -263,11 +263,12 @@ def train(config: TrainConfig | dict[str, Any], *, records: Sequence[Record] = (
         mode = "min"
     ckpt_dir = run_dir / "checkpoints"
     best = ModelCheckpoint(dirpath=ckpt_dir, filename="best-{epoch}-{step}", monitor=monitor, mode=mode,
-                           save_top_k=1, save_last=True, auto_insert_metric_name=False)
-    all_callbacks: list[Callback] = [best, _CountBatches(), _PrintCounts(text), *callbacks]
-    if config.checkpoint_every_n_steps:
-        all_callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, filename="step-{step}", save_top_k=0, save_last=True,
-                                             every_n_train_steps=config.checkpoint_every_n_steps))
+                           save_top_k=1 if monitor else 0, auto_insert_metric_name=False)
+    # last.ckpt after every epoch (and every N optimizer steps when asked): what --resume reads
+    last = ModelCheckpoint(dirpath=ckpt_dir, filename="last", monitor=None, save_top_k=1,
+                           every_n_train_steps=config.checkpoint_every_n_steps, enable_version_counter=False,
+                           save_on_train_epoch_end=True)
+    all_callbacks: list[Callback] = [best, last, _CountBatches(), _PrintCounts(text), *callbacks]
     options = dict(accelerator=config.accelerator, devices=_devices(config.devices), strategy=config.strategy,
                    precision=config.precision, max_epochs=config.epochs, max_steps=config.max_steps,
                    accumulate_grad_batches=config.accumulate, gradient_clip_val=config.grad_clip,
