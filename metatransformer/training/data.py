@@ -167,13 +167,13 @@ def assign_splits(records: list[Record], *, val_fraction: float, seed: int) -> l
         n_val = int(round(len(group) * val_fraction)) if len(group) > 1 else 0
         for i, record in enumerate(group):
             record.split = "val" if i < n_val else "train"
+    assigned = {id(r) for group in pending.values() for r in group}
     if val_fraction > 0:
         for modality in {r.modality for r in records}:
             mine = [r for r in records if r.modality == modality]
-            if not any(r.split == "val" for r in mine) and len(mine) > 1:
-                unassigned_train = [r for r in mine if r.split == "train"]
-                if unassigned_train:
-                    unassigned_train[-1].split = "val"
+            movable = [r for r in mine if id(r) in assigned and r.split == "train"]
+            if not any(r.split == "val" for r in mine) and len(movable) > 1:
+                movable[-1].split = "val"
     return records
 
 

@@ -88,4 +88,6 @@ def test_recipe_runs(recipe, tmp_path):
     assert reference.preset == "base" and reference.checkpoint  # the recipe itself targets the published weights
     result = train(config)
     assert (tmp_path / "run" / "model" / "config.json").is_file()
-    assert result.info["splits"]["train"] > 0 and "val/loss" in result.metrics
+    assert result.info["splits"]["train"] > 0 and "train/loss" in result.metrics
+    if result.info["splits"]["val"]:
+        assert "val/loss" in result.metrics
