@@ -341,6 +341,14 @@ class ModalityCollate:
         return get_modality(self.modality).collate(list(items)), torch.stack(list(targets))
 
 
+class _EpochSetter:
+    def __init__(self, owner: "ResumableBatchSampler") -> None:
+        self.owner = owner
+
+    def set_epoch(self, epoch: int) -> None:
+        self.owner.set_epoch(epoch)
+
+
 class ResumableBatchSampler(Sampler[list[int]]):
     """Seeded batches that are the same in 1 process and in DDP, and that resume mid-epoch.
 
@@ -360,6 +368,11 @@ class ResumableBatchSampler(Sampler[list[int]]):
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+
+    @property
+    def sampler(self) -> "_EpochSetter":
+        """Lightning sets the epoch through ``loader.batch_sampler.sampler.set_epoch`` (not on a batch sampler)."""
+        return _EpochSetter(self)
 
     def skip_batches(self, count: int) -> None:
         self._skip = max(0, int(count))

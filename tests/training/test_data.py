@@ -96,3 +96,25 @@ def test_sampler_skips_consumed_batches_once_and_reshuffles_per_epoch():
     assert list(sampler) == full[2:] and list(sampler) == full
     sampler.set_epoch(1)
     assert list(sampler) != full and len(sampler) == 4
+
+
+def test_worker_processes_give_the_same_batches(tmp_path):
+    from metatransformer.training.data import make_loader
+
+    records = load_records(write_images(tmp_path, classes=2, per_class=3))
+    model = create_model("nano", modalities={"image": {"img_size": 16, "patch_size": 8}})
+    labels = LabelEncoder.fit("classification", [r.label for r in records])
+    dataset = ItemDataset(records, model.tokenizer("image"), labels)
+    batches = [list(make_loader(dataset, batch_size=4, shuffle=True, seed=1, num_workers=w)) for w in (0, 2)]
+    for (x0, y0), (x1, y1) in zip(*batches):
+        torch.testing.assert_close(x0, x1)
+        assert torch.equal(y0, y1)
+
+
+def test_lightning_sets_the_epoch_of_the_batch_sampler():
+    from lightning.fabric.utilities.data import _set_sampler_epoch
+    from torch.utils.data import DataLoader
+
+    sampler = ResumableBatchSampler(8, 2, shuffle=True)
+    _set_sampler_epoch(DataLoader(range(8), batch_sampler=sampler), 3)
+    assert sampler.epoch == 3

@@ -131,9 +131,10 @@ def test_unfreeze_last_and_full_trainable_sets():
         TrainConfig(linear_probe=True, finetune="full")
 
 
-def test_bf16_autocast_and_gradient_accumulation(image_dir, tmp_path):
+def test_bf16_autocast_and_gradient_accumulation(image_dir, tmp_path, capsys):
     result = train({**TINY, "data": [str(image_dir)], "epochs": 1, "precision": "bf16-mixed", "accumulate": 2,
                     "run_dir": str(tmp_path)})
+    assert "parameters: 13,123 trainable, 99,968 frozen" in capsys.readouterr().out  # printed at the start
     assert result.info["global_step"] == 3  # 5 batches of 4 (19 train images), stepping every 2
     assert torch.isfinite(torch.tensor(result.metrics["val/loss"]))
 
