@@ -91,3 +91,13 @@ def test_recipe_runs(recipe, tmp_path):
     assert result.info["splits"]["train"] > 0 and "train/loss" in result.metrics
     if result.info["splits"]["val"]:
         assert "val/loss" in result.metrics
+
+
+def test_folder_converter_command_line(tmp_path, capsys):
+    folder_layout(tmp_path)
+    assert convert.main(["folder", str(tmp_path / "images"), "-o", str(tmp_path / "m.csv")]) == 0
+    from metatransformer.training.data import load_records
+
+    records = load_records(tmp_path / "m.csv")
+    assert len(records) == 10 and {r.label for r in records} == {"class0", "class1"}
+    assert not Path(next(iter(open(tmp_path / "m.csv").read().splitlines()[1:])).split(",")[0]).is_absolute()
