@@ -97,7 +97,7 @@ def add_commands(commands: Any) -> None:
     evaluate.add_argument("run_dir", help="a folder written by `metatransformer train`")
     evaluate.add_argument("--data", nargs="+", help="folders or manifests to evaluate on (default: the run's data)")
     evaluate.add_argument("--split", choices=["test", "val", "train", "all"],
-                          help="split (default: test when the data has one, else val)")
+                          help="split (default: test when the data has one, else val; --data without splits: all)")
     evaluate.add_argument("--checkpoint", default="final",
                           help="final (RUN_DIR/model), best, last, or a .ckpt path (default: final)")
     evaluate.add_argument("--output", help="report folder (default RUN_DIR/eval-SPLIT)")

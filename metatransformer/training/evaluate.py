@@ -158,7 +158,8 @@ def evaluate_run(run_dir: str | Path, *, data: Sequence[str] | None = None, spli
     Args:
         run_dir: the run folder written by ``train``.
         data: other sources (folders or manifests) than the run's own.
-        split: ``test`` (default when the data has test records), ``val``, ``train`` or ``all``.
+        split: ``test``, ``val``, ``train`` or ``all``; default: test if the data has a test split, else val,
+            else (other ``data`` without splits) all.
         checkpoint: ``final`` (RUN_DIR/model), ``best``, ``last`` or a .ckpt path.
         output: report folder (default RUN_DIR/eval-SPLIT).
 
@@ -174,7 +175,8 @@ def evaluate_run(run_dir: str | Path, *, data: Sequence[str] | None = None, spli
     records = [r for s in sources for r in load_records(s, modality=config.modality)]
     records = assign_splits(records, val_fraction=config.val_fraction if not data else 0.0, seed=config.seed)
     present = {r.split for r in records}
-    split = split or ("test" if "test" in present else "val" if "val" in present and not data else "train")
+    if split is None:  # the run's test split, else its val split; other data without splits: all of it
+        split = "test" if "test" in present else "val" if "val" in present else "all" if data else "train"
     chosen = records if split == "all" else [r for r in records if r.split == split]
     if not chosen:
         raise ValueError(f"no records in split {split!r} (present: {sorted(present)})")

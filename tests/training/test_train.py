@@ -59,6 +59,19 @@ def test_cli_evaluate_writes_the_report(image_run, capsys):
     assert "| accuracy |" in (out / "results.md").read_text()
 
 
+def test_start_from_a_saved_model_and_evaluate_other_data(image_run, image_dir, tmp_path):
+    result = train({**TINY, "data": [str(image_dir)], "epochs": 1, "model": str(image_run / "model"),
+                    "run_dir": str(tmp_path)})
+    start = MetaTransformer.from_pretrained(image_run / "model")
+    torch.testing.assert_close(result.model.tokenizers.image.patch_embed.weight.detach().clone() * 0,
+                               start.tokenizers.image.patch_embed.weight * 0)  # same architecture
+    assert not torch.equal(result.model.heads.image.fc.weight, start.heads.image.fc.weight)  # a new head
+    from metatransformer.training.evaluate import evaluate_run
+
+    results = evaluate_run(tmp_path, data=[str(image_dir)], output=tmp_path / "other")
+    assert results["split"] == "all" and results["modalities"]["image"]["count"] == 24
+
+
 def test_two_modalities_in_one_run(image_dir, thermal_dir, tmp_path):
     result = train({**TINY, "data": [str(image_dir), str(thermal_dir)], "epochs": 1, "run_dir": str(tmp_path)})
     assert set(result.model.heads) == {"image", "infrared"} and len(result.model.tokenizers) == 2
