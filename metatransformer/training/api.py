@@ -244,6 +244,8 @@ def train(config: TrainConfig | dict[str, Any], *, records: Sequence[Record] = (
     probe = config.linear_probe and not config.augment
     if probe:
         cache_dir = Path(config.cache_dir or run_dir / "features")
+        use_gpu = torch.cuda.is_available() and config.accelerator in ("auto", "gpu", "cuda")
+        model.to("cuda" if use_gpu else "cpu")  # encode once on the fastest device, train where Lightning puts it
         start = time.perf_counter()
         cached = []
         for sets, split in ((train_sets, "train"), (val_sets, "val")):
@@ -252,6 +254,7 @@ def train(config: TrainConfig | dict[str, Any], *, records: Sequence[Record] = (
                                                 batch_size=config.batch_size, num_workers=config.num_workers)
                 sets[m] = FeatureDataset(features, m)
                 cached.append(hit)
+        model.to("cpu")
         probe_info = {"encode_seconds": time.perf_counter() - start, "from_cache": all(cached),
                       "cache_dir": str(cache_dir)}
     config.save(run_dir / "config.yaml")
