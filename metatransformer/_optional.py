@@ -23,6 +23,9 @@ _EXTRAS: dict[str, tuple[str, str]] = {
     "spectral": ("hyperspectral", "spectral"),
     "tqdm": ("train", "tqdm"),
     "torchmetrics": ("train", "torchmetrics"),
+    "lightning": ("train", "lightning"),
+    "matplotlib": ("train", "matplotlib"),
+    "yaml": ("train", "pyyaml"),
 }
 
 

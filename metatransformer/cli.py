@@ -186,6 +186,10 @@ def build_parser() -> argparse.ArgumentParser:
                                   help="the published weights: source, checksum, architecture, license")
     weights.add_argument("--json", action="store_true", help="every field of every entry, as JSON")
     weights.set_defaults(run=_weights)
+
+    from .training.commands import add_commands  # train, evaluate, merge (Lightning is imported when they run)
+
+    add_commands(commands)
     return parser
 
 

@@ -1,0 +1,134 @@
+"""The training recipe as one dataclass: YAML recipes, command-line flags and the Python API share it, and the
+resolved recipe is saved with every run (``RUN_DIR/config.yaml``)."""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+
+
+def _f(default: Any, help: str, **kwargs: Any) -> Any:  # noqa: A002 - argparse's word
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help, **kwargs})
+    return field(default=default, metadata={"help": help, **kwargs})
+
+
+@dataclass
+class TrainConfig:
+    """Everything one training run needs. Fields are the ``metatransformer train`` flags (``_`` → ``-``)."""
+
+    # data
+    data: list = _f([], "folder-per-class directories or manifests (CSV/TSV/JSONL/Parquet: path, label, "
+                        "[modality], [split]); several sources and modalities may be mixed")
+    modality: Optional[str] = _f(None, "modality of every file (default: inferred from each file's suffix or the "
+                                       "manifest's modality column)")
+    task: Literal["classification", "multilabel", "regression"] = _f("classification", "task (sets head and metrics)")
+    val_fraction: float = _f(0.2, "share of records without a split that go to validation (seeded, per class)")
+    batch_size: int = _f(32, "samples per modality per step and per process")
+    num_workers: int = _f(0, "DataLoader worker processes")
+    augment: bool = _f(False, "training augmentation where the modality has one (image-like: random resized crop + "
+                              "flip)")
+    # model
+    preset: str = _f("base", "encoder preset (base, large, small, tiny, nano)")
+    checkpoint: Optional[str] = _f(None, "encoder checkpoint (Meta-Transformer .pth, timm, OpenCLIP, ours)")
+    model: Optional[str] = _f(None, "start from a save_pretrained directory (its tokenizers are reused)")
+    tokenizer_options: dict = _f({}, "per-modality tokenizer options, JSON: {\"image\": {\"img_size\": 32}}")
+    pool: str = _f("cls", "head pooling: cls, mean, max")
+    head_hidden_dim: Optional[int] = _f(None, "hidden width of an MLP head (default: linear head)")
+    head_dropout: float = _f(0.0, "dropout before the head's last layer")
+    label_smoothing: float = _f(0.0, "label smoothing of the cross-entropy (classification)")
+    # what trains
+    finetune: Literal["frozen", "full"] = _f("frozen", "frozen: tokenizers + heads on the frozen encoder; full: "
+                                                       "everything trains")
+    unfreeze_last: Optional[int] = _f(None, "with finetune=frozen, also train the last N encoder blocks")
+    linear_probe: bool = _f(False, "train the heads only: frozen tokenizer + encoder; without augmentation the "
+                                   "features are encoded once and cached on disk")
+    cache_dir: Optional[str] = _f(None, "feature cache of the linear probe (default RUN_DIR/features)")
+    # multimodal pathway
+    aux: Optional[str] = _f(None, "auxiliary model for Cross-Modal Re-parameterization (M2PT): a save_pretrained "
+                                  "directory or an encoder checkpoint")
+    aux_trainable: bool = _f(True, "train the auxiliary weights (the paper) or keep them frozen")
+    aux_lambda_init: float = _f(0.0, "initial λ")
+    aux_lambda_learnable: bool = _f(True, "learn λ (otherwise fixed at --aux-lambda-init)")
+    aux_lambda_lr: Optional[float] = _f(None, "learning rate of λ (default: --lr)")
+    aux_lambda_granularity: Literal["layer", "qkv", "channel"] = _f("layer", "one λ per layer, per q/k/v or per channel")
+    aux_weight_decay: float = _f(0.0, "weight decay of the auxiliary weights (λ never decays)")
+    aux_control: Optional[Literal["random", "shuffled"]] = _f(None, "control run: random auxiliary weights of the "
+                                                                    "same scale, or shuffled block pairing")
+    aux_block_map: Optional[str] = _f(None, "'stretch' pairs encoders of different depth in block order")
+    # optimisation
+    epochs: int = _f(10, "training epochs")
+    max_steps: int = _f(-1, "stop after this many optimizer steps (-1: epochs decide)")
+    lr: float = _f(1e-3, "AdamW learning rate")
+    weight_decay: float = _f(0.05, "AdamW weight decay (not on biases, norms, λ)")
+    scheduler: Literal["none", "cosine"] = _f("cosine", "learning-rate schedule (cosine with linear warm-up)")
+    warmup_steps: int = _f(0, "linear warm-up steps")
+    accumulate: int = _f(1, "gradient accumulation: batches per optimizer step")
+    grad_clip: Optional[float] = _f(None, "clip the gradient norm")
+    precision: str = _f("32-true", "Lightning precision: 32-true, bf16-mixed, 16-mixed, bf16-true")
+    seed: int = _f(0, "seed of initialisation, splits, data order")
+    deterministic: bool = _f(True, "deterministic algorithms (torch.use_deterministic_algorithms)")
+    # hardware
+    accelerator: str = _f("auto", "cpu, gpu, auto")
+    devices: str = _f("1", "devices (or processes on CPU): 1, 2, auto")
+    strategy: str = _f("auto", "auto, ddp, ddp_spawn (CPU uses gloo)")
+    # run
+    run_dir: str = _f("runs/run", "output folder: config.yaml, run.json, checkpoints/, logs/, model/")
+    resume: Optional[str] = _f(None, "resume: 'last' (RUN_DIR/checkpoints/last.ckpt) or a .ckpt path")
+    checkpoint_every_n_steps: Optional[int] = _f(None, "also write last.ckpt every N optimizer steps (mid-epoch)")
+    monitor: Optional[str] = _f(None, "metric that picks the best checkpoint (default: val/acc, val/map or val/mae)")
+    logger: Literal["csv", "tensorboard", "both"] = _f("both", "loggers (tensorboard only when installed)")
+    log_every_n_steps: int = _f(10, "logging interval")
+    progress_bar: bool = _f(False, "show Lightning's progress bar")
+
+    def __post_init__(self) -> None:
+        if isinstance(self.data, (str, Path)):
+            self.data = [str(self.data)]
+        if self.unfreeze_last is not None and self.finetune != "frozen":
+            raise ValueError("--unfreeze-last applies to finetune=frozen")
+        if self.linear_probe and (self.finetune != "frozen" or self.unfreeze_last):
+            raise ValueError("--linear-probe trains the heads only: it excludes finetune=full and --unfreeze-last")
+        if self.aux_control == "shuffled" and not self.aux:
+            raise ValueError("--aux-control shuffled needs --aux (random needs none)")
+        if self.accumulate < 1:
+            raise ValueError(f"accumulate must be >= 1, got {self.accumulate}")
+
+    @property
+    def pathway(self) -> bool:
+        return bool(self.aux) or self.aux_control == "random"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        data = {k.replace("-", "_"): v for k, v in (data or {}).items()}
+        unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown training option(s) {sorted(unknown)}")
+        return cls(**data)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, **overrides: Any) -> "TrainConfig":
+        """A recipe file; relative ``data`` paths are resolved against the recipe's folder when they exist there."""
+        path = Path(path)
+        data = yaml.safe_load(path.read_text()) or {}
+        sources = data.get("data", [])
+        sources = [sources] if isinstance(sources, str) else sources
+        data["data"] = [str(path.parent / s) if not Path(s).is_absolute() and (path.parent / s).exists() else s
+                        for s in sources]
+        return cls.from_dict({**data, **overrides})
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+        return path
+
+
+def field_types() -> dict[str, Any]:
+    return typing.get_type_hints(TrainConfig)

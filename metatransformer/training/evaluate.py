@@ -1,0 +1,209 @@
+"""Evaluation of a run: metrics (accuracy, macro-F1, OA/AA/κ, mAP, MAE/MSE), per-class report, confusion
+matrix and training-curve PNGs, results JSON + Markdown."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+import torchmetrics
+from torchmetrics.functional import classification as C
+
+from ..embed import to_device
+from ..model import MetaTransformer
+from ..serialization import CheckpointError
+from .api import RUN_INFO, load_run_model
+from .config import TrainConfig
+from .data import ItemDataset, LabelEncoder, group_by_modality, load_records, make_loader, assign_splits
+
+
+def compute_metrics(task: str, outputs: torch.Tensor, target: torch.Tensor, classes: Sequence[str]) -> dict[str, Any]:
+    """Scalar metrics and per-class tables of one modality's predictions (torchmetrics)."""
+    outputs, n = outputs.float(), max(1, len(classes))
+    if task == "classification":
+        preds = outputs.argmax(-1)
+        kw = {"task": "multiclass", "num_classes": n}
+        per_p = C.precision(preds, target, average="none", **kw)
+        per_r = C.recall(preds, target, average="none", **kw)
+        per_f = C.f1_score(preds, target, average="none", **kw)
+        support = torch.bincount(target, minlength=n)
+        return {
+            "accuracy": float(C.accuracy(preds, target, average="micro", **kw)),
+            "macro_f1": float(C.f1_score(preds, target, average="macro", **kw)),
+            "OA": float(C.accuracy(preds, target, average="micro", **kw)),
+            "AA": float(per_r[support > 0].mean()) if (support > 0).any() else float("nan"),
+            "kappa": float(torchmetrics.functional.cohen_kappa(preds, target, **kw)),
+            "per_class": [{"class": c, "precision": float(per_p[i]), "recall": float(per_r[i]),
+                           "f1": float(per_f[i]), "support": int(support[i])} for i, c in enumerate(classes)],
+            "confusion_matrix": C.confusion_matrix(preds, target, **kw).tolist(),
+        }
+    if task == "multilabel":
+        kw = {"task": "multilabel", "num_labels": n}
+        probs = outputs.sigmoid()
+        per_ap = C.average_precision(probs, target.long(), average="none", **kw)
+        return {
+            "mAP": float(C.average_precision(probs, target.long(), average="macro", **kw)),
+            "macro_f1": float(C.f1_score(probs, target.long(), average="macro", **kw)),
+            "per_class": [{"class": c, "AP": float(per_ap[i]), "support": int(target[:, i].sum())}
+                          for i, c in enumerate(classes)],
+        }
+    outputs = outputs.reshape(target.shape)
+    return {"MAE": float(torchmetrics.functional.mean_absolute_error(outputs, target.float())),
+            "MSE": float(torchmetrics.functional.mean_squared_error(outputs, target.float()))}
+
+
+@torch.inference_mode()
+def predict(model: MetaTransformer, dataset: ItemDataset, *, batch_size: int = 32, num_workers: int = 0,
+            device: str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """Head outputs and targets of every item (the head named after the modality)."""
+    model.eval().to(device)
+    outputs, targets = [], []
+    for batch, target in make_loader(dataset, batch_size=batch_size, shuffle=False, seed=0, num_workers=num_workers):
+        outputs.append(model(dataset.modality, to_device(batch, torch.device(device)), head=dataset.modality).float().cpu())
+        targets.append(target)
+    return torch.cat(outputs), torch.cat(targets)
+
+
+def plot_confusion(matrix: Sequence[Sequence[int]], classes: Sequence[str], path: Path, title: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(classes)
+    size = min(20, 2 + 0.5 * n)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(n), classes, rotation=90 if n > 8 else 0)
+    ax.set_yticks(range(n), classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    if n <= 30:
+        for i in range(n):
+            for j in range(n):
+                ax.text(j, i, str(matrix[i][j]), ha="center", va="center", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def read_logged_metrics(run_dir: Path) -> Any:
+    """Every CSV metrics file of the run (one per launch), concatenated and ordered by step."""
+    import pandas as pd
+
+    files = sorted((run_dir / "logs").glob("version_*/metrics.csv"))
+    frames = [pd.read_csv(f) for f in files if f.stat().st_size]
+    return pd.concat(frames, ignore_index=True).sort_values("step", kind="stable") if frames else None
+
+
+def plot_curves(run_dir: Path, path: Path) -> Path | None:
+    """Training loss and validation metrics against the step, from the CSV logs."""
+    frame = read_logged_metrics(run_dir)
+    if frame is None:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns = [c for c in frame.columns if c.startswith(("train/", "val/"))]
+    losses = [c for c in columns if c.endswith("loss") or c.endswith("loss_step")]
+    others = [c for c in columns if c not in losses]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, cols, title in ((axes[0], losses, "loss"), (axes[1], others, "validation metrics")):
+        for col in cols:
+            series = frame[["step", col]].dropna()
+            if len(series):
+                ax.plot(series["step"], series[col], marker="o" if len(series) < 30 else None, label=col)
+        ax.set_xlabel("step")
+        ax.set_title(title)
+        if cols:
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _markdown(results: dict[str, Any]) -> str:
+    lines = [f"# Evaluation of {results['run_dir']}", "", f"split: **{results['split']}**, model: `{results['model']}`",
+             ""]
+    for modality, res in results["modalities"].items():
+        lines += [f"## {modality} ({res['count']} samples)", "", "| metric | value |", "|---|---|"]
+        lines += [f"| {k} | {v:.4f} |" for k, v in res.items() if isinstance(v, float)]
+        if res.get("per_class"):
+            keys = [k for k in res["per_class"][0] if k != "class"]
+            lines += ["", "| class | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+            for row in res["per_class"]:
+                cells = [f"{row[k]:.4f}" if isinstance(row[k], float) else str(row[k]) for k in keys]
+                lines.append(f"| {row['class']} | " + " | ".join(cells) + " |")
+        for name in ("confusion_png",):
+            if res.get(name):
+                lines += ["", f"![confusion matrix]({Path(res[name]).name})"]
+        lines.append("")
+    if results.get("curves_png"):
+        lines += ["## Training curves", "", f"![curves]({Path(results['curves_png']).name})", ""]
+    return "\n".join(lines)
+
+
+def evaluate_run(run_dir: str | Path, *, data: Sequence[str] | None = None, split: str | None = None,
+                 checkpoint: str = "final", output: str | Path | None = None, batch_size: int | None = None,
+                 device: str = "cpu") -> dict[str, Any]:
+    """Evaluate a training run on a split of its data (or of ``data``) and write the report.
+
+    Args:
+        run_dir: the run folder written by ``train``.
+        data: other sources (folders or manifests) than the run's own.
+        split: ``test``, ``val``, ``train`` or ``all``; default: test if the data has a test split, else val,
+            else (other ``data`` without splits) all.
+        checkpoint: ``final`` (RUN_DIR/model), ``best``, ``last`` or a .ckpt path.
+        output: report folder (default RUN_DIR/eval-SPLIT).
+
+    Returns:
+        the results (also written as results.json and results.md).
+    """
+    run_dir = Path(run_dir)
+    config = TrainConfig.from_yaml(run_dir / "config.yaml")
+    info = json.loads((run_dir / RUN_INFO).read_text())
+    labels = LabelEncoder(**info["labels"])
+    model, model_name = load_run_model(run_dir, checkpoint)
+    sources = list(data) if data else config.data
+    records = [r for s in sources for r in load_records(s, modality=config.modality)]
+    records = assign_splits(records, val_fraction=config.val_fraction if not data else 0.0, seed=config.seed)
+    present = {r.split for r in records}
+    if split is None:  # the run's test split, else its val split; other data without splits: all of it
+        split = "test" if "test" in present else "val" if "val" in present else "all" if data else "train"
+    chosen = records if split == "all" else [r for r in records if r.split == split]
+    if not chosen:
+        raise ValueError(f"no records in split {split!r} (present: {sorted(present)})")
+    out = Path(output or run_dir / f"eval-{split}")
+    out.mkdir(parents=True, exist_ok=True)
+    results: dict[str, Any] = {"run_dir": str(run_dir), "split": split, "model": model_name, "modalities": {}}
+    for modality, rs in group_by_modality(chosen).items():
+        dataset = ItemDataset(rs, model.tokenizer(modality), labels)
+        outputs, targets = predict(model, dataset, batch_size=batch_size or config.batch_size, device=device)
+        res = {"count": len(rs), **compute_metrics(labels.task, outputs, targets, labels.classes)}
+        if "confusion_matrix" in res:
+            res["confusion_png"] = str(plot_confusion(res["confusion_matrix"], labels.classes,
+                                                      out / f"confusion_{modality}.png", f"{modality} ({split})"))
+        if res.get("per_class"):
+            import pandas as pd
+
+            pd.DataFrame(res["per_class"]).to_csv(out / f"per_class_{modality}.csv", index=False)
+        results["modalities"][modality] = res
+    curves = plot_curves(run_dir, out / "curves.png")
+    results["curves_png"] = str(curves) if curves else None
+    (out / "results.json").write_text(json.dumps(results, indent=2, default=_json_default) + "\n")
+    (out / "results.md").write_text(_markdown(results))
+    results["output"] = str(out)
+    return results
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return str(value)

@@ -1,0 +1,144 @@
+"""The LightningModule: one MetaTransformer (shared encoder, a tokenizer + a head per modality), its loss,
+its optimizer groups (pathway-aware) and torchmetrics validation."""
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+import lightning.pytorch as pl
+import torch
+import torchmetrics
+from torchmetrics import MetricCollection
+
+from ..data2seq import TokenSequence
+from ..model import MetaTransformer
+from ..pathway import pathway_param_groups
+from .config import TrainConfig
+
+# metric that picks the best checkpoint, and whether higher is better
+MONITOR = {"classification": ("acc", "max"), "multilabel": ("map", "max"), "regression": ("mae", "min")}
+
+
+def task_metrics(task: str, num_outputs: int) -> MetricCollection:
+    """Validation metrics of a task (torchmetrics)."""
+    if task == "classification":
+        return MetricCollection({
+            "acc": torchmetrics.Accuracy(task="multiclass", num_classes=num_outputs, average="micro"),
+            "f1": torchmetrics.F1Score(task="multiclass", num_classes=num_outputs, average="macro"),
+        })
+    if task == "multilabel":
+        return MetricCollection({
+            "map": torchmetrics.AveragePrecision(task="multilabel", num_labels=num_outputs, average="macro"),
+            "f1": torchmetrics.F1Score(task="multilabel", num_labels=num_outputs, average="macro"),
+        })
+    return MetricCollection({"mae": torchmetrics.MeanAbsoluteError(), "mse": torchmetrics.MeanSquaredError()})
+
+
+def metric_inputs(task: str, outputs: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    outputs = outputs.float()
+    if task == "multilabel":
+        return outputs.sigmoid(), target.long()
+    if task == "regression":
+        return outputs.reshape(target.shape) if outputs.numel() == target.numel() else outputs, target.float()
+    return outputs, target
+
+
+class MetaTransformerModule(pl.LightningModule):
+    """Trains ``model``'s heads (named after their modality) with its tokenizers and, as configured, its encoder.
+
+    Batches: a dict {modality: (batch, targets)} in training (every modality each step; the losses add),
+    ``(batch, targets)`` of ``modalities[dataloader_idx]`` in validation. In linear-probe mode the batches
+    hold cached encoder features (see :mod:`metatransformer.training.features`) instead of raw batches.
+
+    Args:
+        model: the model; heads are named after the modalities.
+        config: the training recipe (optimizer, schedule, task).
+        num_outputs: head outputs (classes or regression targets).
+        probe: train on cached features.
+    """
+
+    def __init__(self, model: MetaTransformer, config: TrainConfig, num_outputs: int, *, probe: bool = False) -> None:
+        super().__init__()
+        self.model = model
+        self.config = config
+        self.task = config.task
+        self.probe = probe
+        self.modalities = list(model.tokenizers)
+        self.val_metrics = torch.nn.ModuleDict({m: task_metrics(self.task, num_outputs) for m in self.modalities})
+        self.val_loss = torch.nn.ModuleDict({m: torchmetrics.MeanMetric() for m in self.modalities})
+
+    # ------------------------------------------------------------------ forward
+    def features_of(self, modality: str, batch: Any) -> TokenSequence:
+        if self.probe:
+            return cached_sequence(batch, modality)
+        return self.model.forward_features({modality: batch})
+
+    def outputs_of(self, modality: str, batch: Any) -> torch.Tensor:
+        return self.model.heads[modality](self.features_of(modality, batch))
+
+    def forward(self, modality: str, batch: Any) -> torch.Tensor:
+        return self.outputs_of(modality, batch)
+
+    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
+        if not isinstance(batch, Mapping):
+            batch = {self.modalities[0]: batch}
+        total = 0.0
+        size = 0
+        for modality, (inputs, target) in batch.items():
+            outputs = self.outputs_of(modality, inputs)
+            loss = self.model.heads[modality].loss(outputs, target)
+            self.log(f"train/{modality}/loss" if len(self.modalities) > 1 else "train/loss_step", loss.detach(),
+                     on_step=True, on_epoch=False, batch_size=len(target))
+            total = total + loss
+            size += len(target)
+        self.log("train/loss", total.detach(), on_step=False, on_epoch=True, batch_size=size, sync_dist=True)
+        return total
+
+    def validation_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        modality = self.modalities[dataloader_idx]
+        inputs, target = batch
+        outputs = self.outputs_of(modality, inputs)
+        loss = self.model.heads[modality].loss(outputs, target)
+        self.val_loss[modality].update(loss.detach().float(), weight=len(target))
+        self.val_metrics[modality].update(*metric_inputs(self.task, outputs, target))
+
+    def on_validation_epoch_end(self) -> None:
+        combined: dict[str, list[torch.Tensor]] = {}
+        for modality in self.modalities:
+            if not self.val_loss[modality].update_called:
+                continue
+            values = {"loss": self.val_loss[modality].compute(), **self.val_metrics[modality].compute()}
+            for name, value in values.items():
+                combined.setdefault(name, []).append(value.float())
+                if len(self.modalities) > 1:
+                    self.log(f"val/{modality}/{name}", value.float())
+            self.val_loss[modality].reset()
+            self.val_metrics[modality].reset()
+        for name, values in combined.items():  # the mean over modalities (= the value for one modality)
+            self.log(f"val/{name}", torch.stack(values).mean(), prog_bar=name in ("loss", "acc"))
+
+    # ------------------------------------------------------------------ optimisation
+    def configure_optimizers(self) -> Any:
+        config = self.config
+        groups = pathway_param_groups(self.model, weight_decay=config.weight_decay,
+                                      aux_weight_decay=config.aux_weight_decay, scale_lr=config.aux_lambda_lr)
+        if not groups:
+            raise ValueError("nothing to train: every parameter is frozen")
+        optimizer = torch.optim.AdamW(groups, lr=config.lr)
+        if config.scheduler == "none":
+            return optimizer
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        warmup = min(config.warmup_steps, total)
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            progress = (step - warmup) / max(1, total - warmup)
+            return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def cached_sequence(batch: Mapping[str, torch.Tensor], modality: str) -> TokenSequence:
+    """Rebuild the encoded sequence a head sees from cached features (tokens, mask, prefix)."""
+    return TokenSequence(batch["tokens"], batch["mask"], prefix=batch["prefix"][0], modalities=(modality,))
