@@ -172,8 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--model", help="a saved model directory (its tokenizers and preprocessing are used); "
                                        "any --checkpoint form works too")
     embed.add_argument("--stem-checkpoint", help="a full timm/OpenCLIP ViT to take the image-like stem from")
-    embed.add_argument("--pool", choices=["cls", "mean", "max"], help="pooling (default: cls)")
-    embed.add_argument("--batch-size", type=int, default=32)
+    embed.add_argument("--pool", choices=["cls", "mean", "max"],
+                       help="pooling (default: cls when the tokenizer has a cls token, else mean over content tokens)")
+    embed.add_argument("--batch-size", type=int, default=32, help="items per forward pass (>= 1)")
     embed.add_argument("--device", default="cpu")
     embed.add_argument("--output", default="embeddings.safetensors")
     embed.set_defaults(run=_embed)

@@ -92,6 +92,8 @@ def embed_files(
         batch_size: files per forward pass.
         pool: pooling of :meth:`MetaTransformer.embed`.
     """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     spec = get_modality(modality)
     load = item_loader(model, spec.name)
     device = next(model.parameters()).device
@@ -109,10 +111,10 @@ def embed_files(
         try:
             chunks.append(encode(items))
             paths.extend(names)
-        except (ValueError, RuntimeError) as err:
+        except Exception as err:  # noqa: BLE001 - any failure is one item's; it never costs the others
             if len(items) == 1:
-                errors[names[0]] = f"{names[0]}: {err}"
-                _logger.warning("skipped: %s: %s", names[0], err)
+                errors[names[0]] = _describe(names[0], err)
+                _logger.warning("skipped: %s", errors[names[0]])
                 return
             for item, name in zip(items, names):
                 flush([item], [name])
@@ -123,9 +125,9 @@ def embed_files(
         try:
             item = load(path)
             samples = spec.split(item) if spec.split is not None else [item]
-        except (ReadError, ValueError, OSError) as err:
-            errors[str(path)] = str(err)
-            _logger.warning("skipped: %s", err)
+        except Exception as err:  # noqa: BLE001 - a reader or transform failure is this file's alone
+            errors[str(path)] = _describe(str(path), err)
+            _logger.warning("skipped: %s", errors[str(path)])
             continue
         for index, sample in enumerate(samples):
             items.append(sample)
@@ -136,3 +138,9 @@ def embed_files(
     flush(items, names)
     embeddings = torch.cat(chunks) if chunks else torch.empty(0, model.encoder.dim)
     return EmbeddingResult(embeddings, paths, errors)
+
+
+def _describe(name: str, err: Exception) -> str:
+    """The reason a file was skipped: the library's errors name it already; others get its name and type."""
+    message = str(err)
+    return message if name in message else f"{name}: {type(err).__name__}: {message}"

@@ -99,3 +99,28 @@ def test_a_table_file_gives_one_embedding_per_row(tmp_path):
     with torch.no_grad():
         expected = loaded.embed("tabular", schema.encode(frame.iloc[[2]].reset_index(drop=True))).pooled[0]
     torch.testing.assert_close(embeddings[2], expected, atol=1e-5, rtol=1e-5)
+
+
+def test_any_failure_of_one_file_is_recorded_and_the_others_are_kept(tmp_path):
+    def flaky_reader(path, **options):  # an exception type no reader is meant to raise
+        if path.name == "b.spec":
+            raise KeyError("something unexpected")
+        return read_spectrum(path, **options)
+
+    register_modality("flaky_spectrum", tokenizer=SpectrumTokenizer, reader=flaky_reader, collate=pad_collate)
+    try:
+        folder = tmp_path / "spectra"
+        folder.mkdir()
+        for name in ("a.spec", "b.spec", "c.spec"):
+            np.savetxt(folder / name, np.arange(4, dtype=np.float32))
+        model = create_model("nano", modalities=["flaky_spectrum"]).eval()
+        from metatransformer.embed import embed_files
+
+        result = embed_files(model, "flaky_spectrum", sorted(folder.iterdir()), batch_size=2)
+        assert [p.rsplit("/", 1)[1] for p in result.paths] == ["a.spec", "c.spec"]
+        assert result.errors == {str(folder / "b.spec"): f"{folder / 'b.spec'}: KeyError: 'something unexpected'"}
+        assert result.embeddings.shape == (2, 64)
+        with pytest.raises(ValueError, match="batch_size must be >= 1"):
+            embed_files(model, "flaky_spectrum", [], batch_size=0)
+    finally:
+        MODALITIES.unregister("flaky_spectrum")

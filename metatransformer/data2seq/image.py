@@ -10,7 +10,7 @@ from timm.layers import resample_abs_pos_embed
 from timm.models import adapt_input_conv
 
 from .._validation import check_range
-from ..datasets.image import CLIP_MEAN, CLIP_STD, IMAGE_SUFFIXES, image_transform, read_image
+from ..datasets.image import CLIP_MEAN, CLIP_STD, IMAGE_SUFFIXES, LUMA_WEIGHTS, image_transform, read_image
 from ..datasets.infrared import INFRARED_SUFFIXES, read_infrared
 from ..datasets.xray import XRAY_SUFFIXES, read_xray
 from ..registry import register_modality
@@ -195,7 +195,13 @@ def image_eval_transform(tokenizer: ImageTokenizer) -> Callable[[torch.Tensor], 
 
     def apply(image: torch.Tensor) -> torch.Tensor:
         if image.shape[0] != tokenizer.in_chans:
-            image = image.mean(0, keepdim=True) if tokenizer.in_chans == 1 else image.expand(tokenizer.in_chans, -1, -1)
+            if tokenizer.in_chans == 1 and image.shape[0] == 3:
+                image = torch.einsum("c,chw->hw", image.new_tensor(LUMA_WEIGHTS), image)[None]
+            elif image.shape[0] == 1:
+                image = image.expand(tokenizer.in_chans, -1, -1)
+            else:
+                raise ValueError(f"a {image.shape[0]}-channel image does not fit a {tokenizer.in_chans}-channel "
+                                 "tokenizer")
         return transform(image)
 
     return apply

@@ -15,6 +15,7 @@ from .registry import ReadError, check_file
 GRAPH_SUFFIXES = (".graphml", ".gml", ".edgelist", ".edges")
 MAX_GRAPH_BYTES = 1 << 30
 MAX_EDGE_FEATURES = 1024
+MAX_NODES = 1 << 22  # checked before any per-node tensor is built (the tokenizer takes far fewer)
 
 
 def read_graph(path: str | os.PathLike, *, directed: bool | None = None, num_nodes: int | None = None) -> Any:
@@ -45,10 +46,16 @@ def read_graph(path: str | os.PathLike, *, directed: bool | None = None, num_nod
     path = check_file(path, max_bytes=MAX_GRAPH_BYTES)
     suffix = path.suffix.lower()
     if suffix in (".graphml", ".gml"):
-        return _read_networkx_file(path, suffix, directed)
-    if suffix in (".edgelist", ".edges", ".txt", ".csv", ".tsv"):
-        return _read_edge_list(path, directed, num_nodes)
-    raise ReadError(f"{path}: unknown graph suffix {suffix!r}; use one of {', '.join(GRAPH_SUFFIXES)}")
+        data = _read_networkx_file(path, suffix, directed)
+    elif suffix in (".edgelist", ".edges", ".txt", ".csv", ".tsv"):
+        data = _read_edge_list(path, directed, num_nodes)
+    else:
+        raise ReadError(f"{path}: unknown graph suffix {suffix!r}; use one of {', '.join(GRAPH_SUFFIXES)}")
+    try:
+        check_data(data, where=str(path))  # NaN attributes, node counts
+    except ValueError as err:
+        raise ReadError(str(err)) from None
+    return data
 
 
 def to_data(graph: Any, *, where: str = "graph") -> Any:
@@ -85,6 +92,8 @@ def check_data(data: Any, *, where: str = "graph") -> None:
     n = data.num_nodes
     if n is None or n < 1:
         raise ValueError(f"{where}: the graph has no nodes")
+    if n > MAX_NODES:
+        raise ValueError(f"{where}: {n:,} nodes is more than the {MAX_NODES:,} accepted")
     if edge_index.numel() and (int(edge_index.min()) < 0 or int(edge_index.max()) >= n):
         bad = int(edge_index.max()) if int(edge_index.max()) >= n else int(edge_index.min())
         raise ValueError(f"{where}: edge_index refers to node {bad}, but the graph has {n} nodes (0..{n - 1})")
@@ -95,6 +104,9 @@ def check_data(data: Any, *, where: str = "graph") -> None:
     if edge_attr is not None and (edge_attr.dim() != 2 or edge_attr.shape[0] != edge_index.shape[1]):
         raise ValueError(f"{where}: edge_attr must be (edges={edge_index.shape[1]}, features), "
                          f"got {tuple(edge_attr.shape)}")
+    for name, values in (("x", x), ("edge_attr", edge_attr)):
+        if values is not None and values.is_floating_point() and not torch.isfinite(values).all():
+            raise ValueError(f"{where}: {name} contains NaN or infinite values")
 
 
 def from_networkx(graph: Any) -> Any:
@@ -191,6 +203,8 @@ def _read_edge_list(path: Path, directed: bool | None, num_nodes: int | None) ->
         ids = [int(name) for name in names]
         if min(ids) < 0:
             raise ReadError(f"{path}: node ids must be >= 0, found {min(ids)}")
+        if max(ids) >= MAX_NODES:
+            raise ReadError(f"{path}: node id {max(ids):,} is beyond the {MAX_NODES:,} nodes accepted")
         count = max(ids) + 1
         if num_nodes is not None and count > num_nodes:
             raise ReadError(f"{path}: an edge refers to node {count - 1}, but num_nodes={num_nodes}")

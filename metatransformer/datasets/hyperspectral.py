@@ -19,10 +19,12 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from .._optional import require
+from .arrays import array_headers, check_shape, load_arrays
 from .registry import ReadError, check_file
 
 HYPERSPECTRAL_SUFFIXES = (".mat", ".npy", ".npz", ".hdr")
 MAX_CUBE_VALUES = 1 << 30  # 4 GiB of float32: far above any airborne scene (Indian Pines: 4.2 M values)
+MAX_BANDS = 1 << 16  # values of a wavelength vector
 _ENVI_DATA_SUFFIXES = ("", ".img", ".dat", ".raw", ".bsq", ".bil", ".bip")
 _CUBE_KEYS = ("cube", "data", "image", "img", "x", "hsi")  # preferred variable names, before "the largest 3-D"
 _WAVELENGTH_KEYS = ("wavelengths", "wavelength", "wl", "centers", "band_centers")
@@ -87,7 +89,7 @@ def read_hyperspectral(
         if suffix == ".mat":
             array, wavelengths, units = _read_mat(path, key, max_values)
         elif suffix == ".npy":
-            array, wavelengths, units = _load_npy(path, max_values), None, None
+            array, wavelengths, units = load_arrays(path, [""], max_values=max_values, what="cube")[""], None, None
         elif suffix == ".npz":
             array, wavelengths, units = _read_npz(path, key, max_values)
         else:
@@ -123,14 +125,6 @@ def scale_bands(cube: np.ndarray, scale: Scaling) -> np.ndarray:
         low, span = flat.mean(0), flat.std(0)
     span = np.where(span > 0, span, np.inf)  # constant band -> 0, not NaN
     return ((cube - low) / span).astype(np.float32)
-
-
-def _check_shape(path: Path, shape: tuple[int, ...], max_values: int, what: str = "cube") -> None:
-    if any(s < 0 for s in shape) or math.prod(shape) > max_values:
-        raise ReadError(f"{path}: the {what} declares shape {tuple(shape)} "
-                        f"({math.prod(shape):,} values), more than the {max_values:,} accepted")
-    if math.prod(shape) == 0:
-        raise ReadError(f"{path}: the {what} is empty (shape {tuple(shape)})")
 
 
 def _pick(path: Path, shapes: dict[str, tuple[tuple[int, ...], bool]], key: str | None, preferred: tuple[str, ...],
@@ -175,7 +169,7 @@ def _mat_arrays(path: Path, max_values: int, ndim: int, key: str | None, preferr
     numeric = {"double", "single", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64", "logical"}
     shapes = {name: (tuple(shape), cls in numeric) for name, shape, cls in listing}
     name = _pick(path, shapes, key, preferred, ndim)
-    _check_shape(path, shapes[name][0], max_values, "cube" if ndim == 3 else "label map")
+    check_shape(path, shapes[name][0], max_values, "cube" if ndim == 3 else "label map")
     small = [n for n, (shape, ok) in shapes.items() if ok and math.prod(shape) <= 1 << 20]
     try:
         contents = scipy_io.loadmat(str(path), variable_names=[name, *small])
@@ -190,7 +184,7 @@ def _mat_v73_arrays(path: Path, max_values: int, ndim: int, key: str | None, pre
         shapes = {name: (tuple(reversed(item.shape)), np.issubdtype(item.dtype, np.number))
                   for name, item in file.items() if isinstance(item, h5py.Dataset)}
         name = _pick(path, shapes, key, preferred, ndim)
-        _check_shape(path, shapes[name][0], max_values, "cube" if ndim == 3 else "label map")
+        check_shape(path, shapes[name][0], max_values, "cube" if ndim == 3 else "label map")
         # HDF5 stores MATLAB's column-major arrays with their axes reversed.
         array = file[name][()].transpose()
         small = {n: file[n][()].transpose() for n, (shape, ok) in shapes.items()
@@ -203,44 +197,18 @@ def _read_mat(path: Path, key: str | None, max_values: int):
     return array, _wavelengths(path, loader, names), None
 
 
-def _npy_header(stream: Any) -> tuple[tuple[int, ...], np.dtype]:
-    version = np.lib.format.read_magic(stream)
-    read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-    shape, _, dtype = read_header(stream)
-    return tuple(shape), dtype
-
-
-def _load_npy(path: Path, max_values: int) -> np.ndarray:
-    with open(path, "rb") as stream:
-        shape, dtype = _npy_header(stream)
-        _check_shape(path, shape, max_values)
-        if dtype.hasobject:
-            raise ReadError(f"{path}: object arrays are not read (they would need pickle)")
-        offset = stream.tell()
-    expected = offset + math.prod(shape) * dtype.itemsize
-    if path.stat().st_size < expected:
-        raise ReadError(f"{path}: truncated: {path.stat().st_size:,} bytes, the header declares {expected:,}")
-    return np.load(path, allow_pickle=False)
-
-
 def _npz_shapes(path: Path) -> dict[str, tuple[tuple[int, ...], bool]]:
     """Name -> (shape, numeric) of each array in an ``.npz``, from the member headers only."""
-    shapes = {}
-    with zipfile.ZipFile(path) as archive:
-        for member in archive.namelist():
-            if member.endswith(".npy"):
-                with archive.open(member) as stream:
-                    shape, dtype = _npy_header(stream)
-                shapes[member[:-4]] = (shape, np.issubdtype(dtype, np.number) or dtype == bool)
-    return shapes
+    return {name: (shape, np.issubdtype(dtype, np.number) or dtype == bool)
+            for name, (shape, dtype) in array_headers(path).items()}
 
 
 def _read_npz(path: Path, key: str | None, max_values: int):
     shapes = _npz_shapes(path)
     name = _pick(path, shapes, key, _CUBE_KEYS, 3)
-    _check_shape(path, shapes[name][0], max_values)
-    with np.load(path, allow_pickle=False) as contents:
-        return contents[name], _wavelengths(path, lambda n: contents[n], list(shapes)), None
+    cube = load_arrays(path, [name], max_values=max_values, what="cube")[name]
+    wavelengths = _wavelengths(path, lambda n: load_arrays(path, [n], max_values=MAX_BANDS)[n], list(shapes))
+    return cube, wavelengths, None
 
 
 def _envi_files(path: Path) -> tuple[Path, Path]:
@@ -271,7 +239,7 @@ def _read_envi(path: Path, max_values: int):
         offset = int(header.get("header offset", 0))
     except (KeyError, ValueError) as err:
         raise ReadError(f"{header_path}: ENVI header lacks a valid lines/samples/bands: {err}") from err
-    _check_shape(header_path, shape, max_values)
+    check_shape(header_path, shape, max_values, "cube")
     try:
         image = envi.open(str(header_path), str(data_path))
     except Exception as err:
@@ -300,16 +268,9 @@ def read_label_map(path: str | os.PathLike, *, key: str | None = None,
     try:
         if suffix == ".mat":
             array = _mat_arrays(path, max_values, 2, key, _LABEL_KEYS)[0]
-        elif suffix == ".npy":
-            with open(path, "rb") as stream:
-                _check_shape(path, _npy_header(stream)[0], max_values, "label map")
-            array = np.load(path, allow_pickle=False)
-        elif suffix == ".npz":
-            shapes = _npz_shapes(path)
-            name = _pick(path, shapes, key, _LABEL_KEYS, 2)
-            _check_shape(path, shapes[name][0], max_values, "label map")
-            with np.load(path, allow_pickle=False) as contents:
-                array = contents[name]
+        elif suffix in (".npy", ".npz"):
+            name = "" if suffix == ".npy" else _pick(path, _npz_shapes(path), key, _LABEL_KEYS, 2)
+            array = load_arrays(path, [name], max_values=max_values, what="label map")[name]
         else:
             raise ReadError(f"{path}: label maps are read from .mat, .npy or .npz files")
     except ReadError:

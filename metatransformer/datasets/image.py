@@ -16,6 +16,7 @@ from .registry import ReadError, check_file
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R BT.601: RGB to one channel, everywhere in the library
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 
 # Bounds checked against the header before any pixel is decoded, and before a resize allocates:
@@ -155,7 +156,7 @@ def _tiff_sample_type(image: Image.Image) -> tuple[int, bool]:
 
 def _to_channels(array: np.ndarray, channels: int) -> np.ndarray:
     if channels == 1 and array.shape[0] == 3:
-        return np.tensordot(np.array([0.299, 0.587, 0.114]), array, axes=1)[None]  # ITU-R 601 luma
+        return np.tensordot(np.array(LUMA_WEIGHTS), array, axes=1)[None]
     if channels == 3 and array.shape[0] == 1:
         return np.repeat(array, 3, axis=0)
     return array

@@ -7,7 +7,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from .image import MAX_ASPECT_RATIO, MAX_IMAGE_PIXELS, check_image_size, decode_image
+from .image import LUMA_WEIGHTS, MAX_ASPECT_RATIO, MAX_IMAGE_PIXELS, check_image_size, decode_image
 from .registry import ReadError, check_file
 
 INFRARED_SUFFIXES = (".npy", ".tif", ".tiff", ".png")
@@ -28,9 +28,10 @@ def read_infrared(
 
     Normalisation, chosen by ``normalize``:
 
-    - ``"auto"`` (default): integer files are divided by their type's full scale (counts keep their
-      absolute level, as :func:`read_image`); floating-point files (temperatures) are min–max scaled
-      per image. With ``value_range`` given, ``"auto"`` means ``"fixed"``.
+    - ``"auto"`` (default): integer images (PNG/TIFF) are divided by their type's full scale (counts keep
+      their absolute level, as :func:`read_image`); float images and every ``.npy`` array (radiometric
+      temperatures or counts, whose scale the file does not state) are min–max scaled per image. With
+      ``value_range`` given, ``"auto"`` means ``"fixed"``.
     - ``"minmax"``: per image, ``(x - min) / (max - min)``: every image uses the whole range, which
       suits appearance (re-identification) but makes levels incomparable between images. A constant
       image reads as zeros.
@@ -67,7 +68,7 @@ def read_infrared(
     else:
         values, full_scale = decode_image(path, max_pixels=max_pixels, max_aspect_ratio=max_aspect_ratio)
         if values.shape[0] == 3:
-            values = np.tensordot(np.array([0.299, 0.587, 0.114]), values, axes=1)[None]  # ITU-R 601 luma
+            values = np.tensordot(np.array(LUMA_WEIGHTS), values, axes=1)[None]
     if normalize == "fixed":
         low, high = value_range
         values = np.clip((values - low) / (high - low), 0.0, 1.0)

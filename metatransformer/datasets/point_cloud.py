@@ -10,12 +10,14 @@ import torch
 
 from .._optional import require
 from ..geometry import farthest_point_sample
+from .arrays import array_headers, load_arrays
 from .registry import ReadError, check_file
 
 # Suffixes inferred as point clouds; ``.txt``, ``.npy`` and ``.npz`` are read too, with ``modality="point_cloud"``.
 POINT_CLOUD_SUFFIXES = (".ply", ".off", ".obj", ".stl", ".xyz", ".pcd")
 MESH_SUFFIXES = (".off", ".obj", ".stl")
 MAX_POINTS = 50_000_000
+MAX_POINT_CHANNELS = 16  # xyz + normals, colours, intensity...
 MAX_FILE_BYTES = 4 << 30
 DEFAULT_MESH_POINTS = 8192  # surface samples of a mesh when num_points is None (Point-BERT's ModelNet input)
 FEATURES = ("normals", "colors")
@@ -290,18 +292,11 @@ def _read_pcd(path: Path) -> dict[str, np.ndarray]:
 
 
 def _read_numpy(path: Path) -> dict[str, np.ndarray]:
-    try:
-        loaded = np.load(path, allow_pickle=False, mmap_mode="r" if path.suffix.lower() == ".npy" else None)
-        if isinstance(loaded, np.lib.npyio.NpzFile):
-            with loaded:
-                keys = list(loaded.keys())
-                key = "points" if "points" in keys else keys[0] if len(keys) == 1 else None
-                if key is None:
-                    raise ReadError(f"{path}: the .npz holds {keys}; name the point array 'points'")
-                loaded = loaded[key]
-        array = np.asarray(loaded)
-    except (ValueError, OSError, EOFError) as err:
-        raise ReadError(f"{path}: not a readable NumPy array file: {err}") from err
+    names = list(array_headers(path))
+    key = "points" if "points" in names else names[0] if len(names) == 1 else None
+    if key is None:
+        raise ReadError(f"{path}: the .npz holds {names}; name the point array 'points'")
+    array = load_arrays(path, [key], max_values=MAX_POINTS * MAX_POINT_CHANNELS)[key]
     if array.ndim != 2 or array.shape[1] < 3 or not np.issubdtype(array.dtype, np.number):
         raise ReadError(f"{path}: expected a numeric (n, 3 + c) array, got {array.dtype} {array.shape}")
     columns = {"xyz": array[:, :3].astype(np.float64)}

@@ -70,8 +70,12 @@ def read_document(path: str | os.PathLike, *, encoding: str = "utf-8") -> str:
     """One plain-text file as one string: the text modality's reader (one file, one item).
 
     Raises:
-        ReadError: as :func:`read_text`; a blank file included.
+        ReadError: as :func:`read_text`; a blank file included, and a CSV/TSV/JSONL file (several texts:
+            read them with :func:`read_text`, or as a table).
     """
+    if Path(path).suffix.lower() not in TEXT_SUFFIXES:
+        raise ReadError(f"{path}: one document is read from {', '.join(TEXT_SUFFIXES)} files; a file of several "
+                        "texts (CSV/TSV/JSONL rows) is read with read_text(path, column=...)")
     return read_text(path, unit="file", encoding=encoding)[0]
 
 

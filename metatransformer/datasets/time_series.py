@@ -12,12 +12,14 @@ from torch.utils.data import Dataset
 
 from .._optional import require
 from ..batching import Padded
+from .arrays import array_headers, load_arrays
 from .registry import ReadError, check_file
 
 TIME_SERIES_SUFFIXES = (".csv", ".parquet", ".npy", ".npz")
 TIME_COLUMNS = ("date", "time", "timestamp", "datetime")  # recognised by name when time_column is None
 MAX_TABLE_BYTES = 2 << 30
 MAX_TS_BYTES = 1 << 30
+MAX_ARRAY_VALUES = 1 << 28  # values of a .npy/.npz series (2 GiB as float64)
 
 
 def read_time_series(
@@ -64,6 +66,8 @@ def read_time_series(
     if array.ndim != 2 or array.shape[0] == 0 or array.shape[1] == 0:
         raise ReadError(f"{path}: expected a (length, channels) series, got shape {array.shape}")
     array = array.astype(np.float32)
+    if missing not in ("raise", "interpolate"):
+        raise ValueError(f"read_time_series: missing must be 'raise' or 'interpolate', got {missing!r}")
     if np.isinf(array).any():
         raise ReadError(f"{path}: the series contains infinite values")
     nan = np.isnan(array)
@@ -104,18 +108,11 @@ def _table_features(path: Path, frame: Any, time_column: str | None, columns: Se
 
 
 def _read_array(path: Path) -> np.ndarray:
-    try:
-        data = np.load(path, allow_pickle=False)
-        if isinstance(data, np.lib.npyio.NpzFile):
-            with data:
-                names = data.files
-                if len(names) != 1 and "series" not in names:
-                    raise ReadError(f"{path}: expected one array (or one named 'series'), found {names}")
-                data = data["series" if "series" in names else names[0]]
-    except ReadError:
-        raise
-    except (ValueError, OSError, EOFError) as err:
-        raise ReadError(f"{path}: cannot read the array: {err}") from err
+    names = list(array_headers(path))
+    if len(names) != 1 and "series" not in names:
+        raise ReadError(f"{path}: expected one array (or one named 'series'), found {names}")
+    name = "series" if "series" in names else names[0]
+    data = load_arrays(path, [name], max_values=MAX_ARRAY_VALUES)[name]
     if not (np.issubdtype(data.dtype, np.floating) or np.issubdtype(data.dtype, np.integer)):
         raise ReadError(f"{path}: expected a numeric array, got dtype {data.dtype}")
     return data
@@ -280,8 +277,9 @@ def _parse_case(where: str, parts: list[str], allow_missing: bool) -> torch.Tens
             values = np.array([math.nan if f == "?" else float(f) for f in fields], dtype=np.float32)
         except ValueError as err:
             raise ReadError(f"{where}: dimension {dim}: {err}") from err
-        if np.isinf(values).any():
-            raise ReadError(f"{where}: dimension {dim} has infinite values")
+        spelled = np.array([f != "?" for f in fields])
+        if not np.isfinite(values[spelled]).all():  # float() also accepts "nan" and "inf"; only "?" is missing
+            raise ReadError(f"{where}: dimension {dim} has a NaN or infinite value (a missing value is written '?')")
         channels.append(values)
     lengths = {len(c) for c in channels}
     if len(lengths) > 1:

@@ -90,3 +90,18 @@ def test_to_data_checks_fields():
     assert data.num_nodes == 3 and data.edge_index.tolist() == [[0, 2], [2, 1]]
     data = to_data(nx.path_graph(3))
     assert data.num_nodes == 3 and _edges(data) == {(0, 1), (1, 2), (1, 0), (2, 1)}
+
+
+def test_absurd_node_ids_and_nan_attributes_are_read_errors(tmp_path):
+    huge = tmp_path / "huge.edgelist"
+    huge.write_text("0 50000000\n")  # 11 bytes that would otherwise build a 50-million-node batch vector
+    with pytest.raises(ReadError, match="huge.edgelist: node id 50,000,000 is beyond"):
+        read_graph(huge)
+    overflow = tmp_path / "overflow.edgelist"
+    overflow.write_text("0 99999999999999999999999\n")
+    with pytest.raises(ReadError, match="overflow.edgelist"):
+        read_graph(overflow)
+    gml = tmp_path / "nan.gml"
+    gml.write_text("graph [\n node [ id 0 w NAN ]\n node [ id 1 w 1.0 ]\n edge [ source 0 target 1 ]\n]\n")
+    with pytest.raises(ReadError, match="nan.gml: x contains NaN"):
+        read_graph(gml)

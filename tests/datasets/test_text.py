@@ -57,3 +57,10 @@ def test_missing_and_empty_files(tmp_path):
     (tmp_path / "empty.txt").write_bytes(b"")
     with pytest.raises(ReadError, match="empty"):
         read(tmp_path / "empty.txt")
+
+
+def test_the_document_reader_refuses_a_file_of_several_texts(tmp_path):
+    rows = tmp_path / "rows.csv"
+    rows.write_text("text\nfirst row\nsecond row\n")
+    with pytest.raises(ReadError, match="rows.csv: one document is read from .txt files"):
+        read(rows, modality="text")

@@ -147,6 +147,8 @@ def test_missing_values_and_unequal_lengths_give_masks(tmp_path):
     ("1,2:3:a\n", "false", "false", "ragged dimensions"),
     ("1,2:a\n", "false", "false", "1 dimension"),
     ("1,?:3,4:a\n", "false", "false", "@missing false"),
+    ("1,nan:3,4:a\n", "false", "false", "NaN or infinite value .a missing value is written '\\?'."),
+    ("1,inf:3,4:a\n", "true", "false", "NaN or infinite value"),
     ("1,2:3,4:c\n", "false", "false", "'c' is not among"),
     ("1,x:3,4:a\n", "false", "false", "could not convert"),
     ("1,2:3,4:a\n1,2,3:3,4,5:b\n", "false", "true", "equal lengths"),
