@@ -19,6 +19,8 @@ MESH_SUFFIXES = (".off", ".obj", ".stl")
 MAX_POINTS = 50_000_000
 MAX_POINT_CHANNELS = 16  # xyz + normals, colours, intensity...
 MAX_FILE_BYTES = 4 << 30
+# Text formats are parsed row by row into Python objects (~10x their size in memory): a tighter bound.
+MAX_TEXT_BYTES = 256 << 20
 DEFAULT_MESH_POINTS = 8192  # surface samples of a mesh when num_points is None (Point-BERT's ModelNet input)
 FEATURES = ("normals", "colors")
 
@@ -200,6 +202,7 @@ def _read_mesh(path: Path) -> tuple[dict[str, np.ndarray], np.ndarray]:
 
 
 def _read_text(path: Path) -> dict[str, np.ndarray]:
+    check_file(path, max_bytes=MAX_TEXT_BYTES)
     try:
         with open(path, encoding="utf-8") as stream:
             rows = [line.replace(",", " ").split() for line in stream
@@ -265,6 +268,9 @@ def _read_pcd(path: Path) -> dict[str, np.ndarray]:
                             f"data, the file has {len(body):,}")
         record = np.frombuffer(body, dtype=dtype, count=points)
     elif data == "ascii":
+        if len(body) > MAX_TEXT_BYTES:
+            raise ReadError(f"{path}: {len(body):,} bytes of ASCII PCD data is more than the {MAX_TEXT_BYTES:,} "
+                            "read as text; save it as binary PCD")
         rows = body.decode("ascii", errors="replace").split()
         width = sum(counts)
         if len(rows) < points * width:
