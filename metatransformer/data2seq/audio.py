@@ -14,7 +14,7 @@ from ..batching import Padded, pad_collate
 from ..datasets.audio import AUDIO_SUFFIXES, AUDIOSET_MEAN, AUDIOSET_STD, SAMPLE_RATE, fbank_transform, read_audio
 from ..registry import register_modality
 from .base import ClsToken, TokenSequence, Tokenizer
-from .image import _STEM_KEYS
+from .image import ImageTokenizer
 
 MAX_FRAMES = 100_000  # 1000 s at 10 ms
 
@@ -122,18 +122,12 @@ class AudioTokenizer(Tokenizer):
                              ) -> tuple[dict[str, object], dict[str, torch.Tensor]] | None:
         """AST's ImageNet initialisation: an image ViT's patch embedding (RGB filters summed to one
         channel), cls token and position embedding (resampled to the audio patch grid by :meth:`load_stem`)."""
-        keys = _STEM_KEYS.get(source_format, {})
-        state = {ours: weights[theirs] for theirs, ours in keys.items()
-                 if theirs in weights and ours in ("patch_embed.weight", "patch_embed.bias", "cls_token.token",
-                                                   "pos_embed")}
-        if "patch_embed.weight" not in state or state["patch_embed.weight"].dim() != 4 or "pos_embed" not in state:
+        found = ImageTokenizer.stem_from_checkpoint(weights, source_format)
+        if found is None:
             return None
-        if "cls_token.token" in state:
-            state["cls_token.token"] = state["cls_token.token"].reshape(1, 1, -1)  # OpenCLIP stores (d,)
-        if state["pos_embed"].dim() == 2:
-            state["pos_embed"] = state["pos_embed"].unsqueeze(0)
-        patch = state["patch_embed.weight"]
-        return {"patch_size": patch.shape[-1], "cls_token": "cls_token.token" in state}, state
+        options, state = found
+        state = {k: v for k, v in state.items() if not k.startswith("norm_pre.")}  # AST has no pre-norm
+        return {"patch_size": options["patch_size"], "cls_token": options["cls_token"]}, state
 
     def load_stem(self, state: Mapping[str, torch.Tensor]) -> None:
         """Load an image ViT stem: filters summed over RGB (timm's ``adapt_input_conv``), the square

@@ -140,7 +140,7 @@ class ImageTokenizer(Tokenizer):
         """
         keys = _STEM_KEYS.get(source_format, {})
         state = {ours: weights[theirs] for theirs, ours in keys.items() if theirs in weights}
-        if "patch_embed.weight" not in state or state["patch_embed.weight"].dim() != 4:
+        if "patch_embed.weight" not in state or state["patch_embed.weight"].dim() != 4 or "pos_embed" not in state:
             return None  # no stem, or a video (Conv3d) one
         if "cls_token.token" in state:
             state["cls_token.token"] = state["cls_token.token"].reshape(1, 1, -1)  # OpenCLIP stores (d,)
