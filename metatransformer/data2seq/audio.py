@@ -13,7 +13,7 @@ from .._validation import check_range
 from ..batching import Padded, pad_collate
 from ..datasets.audio import AUDIO_SUFFIXES, AUDIOSET_MEAN, AUDIOSET_STD, SAMPLE_RATE, fbank_transform, read_audio
 from ..registry import register_modality
-from .base import ClsToken, TokenSequence, Tokenizer
+from .base import ClsToken, TokenSequence, Tokenizer, grid_pos_embed
 from .image import ImageTokenizer
 
 MAX_FRAMES = 100_000  # 1000 s at 10 ms
@@ -109,13 +109,7 @@ class AudioTokenizer(Tokenizer):
             mask = starts.unsqueeze(1).expand(-1, grid[0], -1).flatten(1)  # b (f t)
         if self.cls_token is not None:
             x, mask = self.cls_token(x, mask)
-        return self.sequence(x + self._pos_embed_for(grid), mask)
-
-    def _pos_embed_for(self, grid: tuple[int, int]) -> torch.Tensor:
-        if grid == self.grid_size:
-            return self.pos_embed
-        return resample_abs_pos_embed(self.pos_embed, new_size=list(grid), old_size=list(self.grid_size),
-                                      num_prefix_tokens=self.num_prefix_tokens)
+        return self.sequence(x + grid_pos_embed(self.pos_embed, grid, self.grid_size, self.num_prefix_tokens), mask)
 
     @classmethod
     def stem_from_checkpoint(cls, weights: Mapping[str, torch.Tensor], source_format: str

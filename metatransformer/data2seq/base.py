@@ -6,6 +6,7 @@ from typing import Any, ClassVar, Mapping, Sequence
 
 import torch
 import torch.nn as nn
+from timm.layers import resample_abs_pos_embed
 
 # Shape legend: b batch, n tokens, d width, l length of a padded item axis.
 
@@ -156,6 +157,16 @@ class Tokenizer(nn.Module):
     def sequence(self, tokens: torch.Tensor, mask: torch.Tensor) -> TokenSequence:
         """Wrap (b, n, d) tokens and their (b, n) mask with this tokenizer's prefix and modality records."""
         return TokenSequence.with_prefix(tokens, mask, self.num_prefix_tokens, self.modality)
+
+
+def grid_pos_embed(pos_embed: torch.Tensor, grid: tuple[int, int], trained_grid: tuple[int, int],
+                   num_prefix_tokens: int) -> torch.Tensor:
+    """A learned (1, prefix + gh·gw, d) position table for a patch ``grid``: the table itself for the grid
+    it was learned on, else resampled bicubically (timm's ``resample_abs_pos_embed``), prefix rows kept."""
+    if tuple(grid) == tuple(trained_grid):
+        return pos_embed
+    return resample_abs_pos_embed(pos_embed, new_size=list(grid), old_size=list(trained_grid),
+                                  num_prefix_tokens=num_prefix_tokens)
 
 
 def full_mask(tokens: torch.Tensor) -> torch.Tensor:

@@ -14,7 +14,7 @@ from ..datasets.image import CLIP_MEAN, CLIP_STD, IMAGE_SUFFIXES, LUMA_WEIGHTS, 
 from ..datasets.infrared import INFRARED_SUFFIXES, read_infrared
 from ..datasets.xray import XRAY_SUFFIXES, read_xray
 from ..registry import register_modality
-from .base import ClsToken, TokenSequence, Tokenizer, full_mask
+from .base import ClsToken, TokenSequence, Tokenizer, full_mask, grid_pos_embed
 
 # Source key (relative to a timm / OpenCLIP visual tower) -> our image tokenizer's key.
 _STEM_KEYS = {
@@ -116,14 +116,8 @@ class ImageTokenizer(Tokenizer):
         mask = full_mask(x)
         if self.cls_token is not None:
             x, mask = self.cls_token(x, mask)
-        x = x + self._pos_embed_for(grid)
+        x = x + grid_pos_embed(self.pos_embed, grid, self.grid_size, self.num_prefix_tokens)
         return self.sequence(self.norm_pre(x), mask)
-
-    def _pos_embed_for(self, grid: tuple[int, int]) -> torch.Tensor:
-        if grid == self.grid_size:
-            return self.pos_embed
-        return resample_abs_pos_embed(self.pos_embed, new_size=list(grid), old_size=list(self.grid_size),
-                                      num_prefix_tokens=self.num_prefix_tokens)
 
     @classmethod
     def stem_from_checkpoint(cls, weights: Mapping[str, torch.Tensor], source_format: str
