@@ -5,6 +5,17 @@
     tb-cxr    Montgomery / Shenzhen chest X-rays: *_0.png normal, *_1.png tuberculosis (the file name's last digit)
     regdb     RegDB: idx/train_thermal_<trial>.txt and idx/test_thermal_<trial>.txt ("relative/path label" lines)
     folder    any folder-per-class tree (optionally train/val/test at the top)
+    speech-commands  Speech Commands V2: <word>/<speaker>_nohash_<n>.wav + validation_list.txt, testing_list.txt
+    modelnet40       modelnet40_normal_resampled/<class>/<class>_0001.txt (x,y,z,nx,ny,nz rows) +
+                     modelnet40_train.txt / modelnet40_test.txt
+    ucr              UCR/UEA .ts archives <Name>_TRAIN.ts / <Name>_TEST.ts -> one .npy per case (length, channels)
+    indian-pines     Indian_pines_corrected.mat + Indian_pines_gt.mat (0 = unlabelled) [+ train/test maps]
+                     -> one (p, p, bands) .npy per labelled pixel, bands min-max scaled over the whole scene
+    ucf101           UCF-101/<Class>/v_<Class>_gXX_cXX.avi + trainlist0N.txt / testlist0N.txt
+    mrpc             MRPC (msr_paraphrase_{train,test}.txt or GLUE MRPC {train,dev,test}.tsv) -> one .txt per pair
+                     ("sentence 1 [SEP] sentence 2": the WordPiece tokenizer reads [SEP] as the pair separator)
+    graph-targets    one graph file per molecule (.graphml / .gml / .edgelist / .edges) + a CSV of targets
+                     (id, target[, split]) -> regression manifest
 
 Paths are written relative to the manifest's folder when possible, so a data folder can move with its manifest.
 """
@@ -86,6 +97,215 @@ def folder_rows(root: str, modality: str | None = None) -> list[Row]:
             for r in records_from_folder(root, modality=modality)]
 
 
+# ------------------------------------------------------------------------------- speech commands
+def speech_commands_rows(root: str) -> list[Row]:
+    """Speech Commands V2: every ``<word>/*.wav`` (``_background_noise_`` left out); the files named in
+    ``validation_list.txt`` / ``testing_list.txt`` (``word/file.wav`` lines) are val / test, the others train."""
+    root = Path(root)
+    lists = {}
+    for split, name in (("val", "validation_list.txt"), ("test", "testing_list.txt")):
+        listed = root / name
+        if not listed.is_file():
+            raise FileNotFoundError(f"{listed}: Speech Commands ships {name} at the top of the archive")
+        lists.update({line.strip(): split for line in listed.read_text().splitlines() if line.strip()})
+    rows = []
+    for word_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("_")):
+        for file in sorted(word_dir.glob("*.wav")):
+            rel = f"{word_dir.name}/{file.name}"
+            rows.append({"path": file, "label": word_dir.name, "modality": "audio", "split": lists.get(rel, "train")})
+    return rows
+
+
+# ------------------------------------------------------------------------------- ModelNet40
+def modelnet40_rows(root: str) -> list[Row]:
+    """``modelnet40_normal_resampled``: the ids of modelnet40_train.txt / modelnet40_test.txt (``airplane_0001``)
+    name ``<class>/<id>.txt``; the class is the id without its ``_NNNN`` suffix (``night_stand_0001``)."""
+    root = Path(root)
+    rows = []
+    for split in ("train", "test"):
+        listed = root / f"modelnet40_{split}.txt"
+        for shape_id in (line.strip() for line in listed.read_text().splitlines()):
+            if not shape_id:
+                continue
+            label = shape_id.rsplit("_", 1)[0]
+            file = root / label / f"{shape_id}.txt"
+            if not file.is_file():
+                raise FileNotFoundError(f"{file}: listed in {listed.name} but missing")
+            rows.append({"path": file, "label": label, "modality": "point_cloud", "split": split})
+    return rows
+
+
+# ------------------------------------------------------------------------------- UCR / UEA
+def ucr_rows(train_ts: str, test_ts: str | None, output_dir: str, modality: str = "time_series") -> list[Row]:
+    """A UCR/UEA archive (``<Name>_TRAIN.ts`` [+ ``<Name>_TEST.ts``]) → one ``.npy`` per case, (length, channels)
+    float32, under ``output_dir/<split>/<class>/``. Missing values (``?``) are interpolated linearly along time
+    (edges take the nearest value): the readers refuse NaN."""
+    import numpy as np
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from metatransformer.datasets.time_series import read_ts
+
+    output_dir = Path(output_dir)
+    rows = []
+    for split, file in (("train", train_ts), ("test", test_ts)):
+        if not file:
+            continue
+        data = read_ts(file)
+        if data.labels is None or not isinstance(data.labels, list):
+            raise ValueError(f"{file}: not a classification archive (no @classLabel)")
+        for i, (series, label) in enumerate(zip(data.series, data.labels)):
+            array = _fill_nan(series.numpy().astype(np.float32))
+            target = output_dir / split / _safe(label) / f"{Path(file).stem}_{i:05d}.npy"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            np.save(target, array)
+            rows.append({"path": target, "label": label, "modality": modality, "split": split})
+    return rows
+
+
+def _fill_nan(array):
+    import numpy as np
+
+    if not np.isnan(array).any():
+        return array
+    steps = np.arange(len(array))
+    for c in range(array.shape[1]):
+        column, good = array[:, c], ~np.isnan(array[:, c])
+        array[:, c] = np.interp(steps, steps[good], column[good]) if good.any() else 0.0
+    return array
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(name)) or "_"
+
+
+# ------------------------------------------------------------------------------- Indian Pines
+def indian_pines_rows(cube: str, labels: str, output_dir: str, *, patch_size: int = 1,
+                      train_map: str | None = None, test_map: str | None = None, train_key: str | None = None,
+                      test_key: str | None = None, train_fraction: float | None = None, seed: int = 0) -> list[Row]:
+    """A scene cube + ground-truth map (0 = unlabelled, skipped) → one ``(p, p, bands)`` ``.npy`` per labelled
+    pixel (its edge-padded p×p neighbourhood), bands min-max scaled over the whole scene (train with
+    ``reader_options: {hyperspectral: {scale: none}}`` so the per-file reader does not rescale a patch).
+    Labels are the map's class numbers (1..16). Splits: from ``train_map``/``test_map`` (the maps of the
+    SpectralFormer-style fixed split, same shape, 0 elsewhere; ``train_key``/``test_key`` pick the variable when
+    one .mat holds both, e.g. SpectralFormer's IndianPine.mat with ``TR`` and ``TE``), else a seeded stratified ``train_fraction``
+    per class (the rest test), else none (the trainer's val_fraction applies)."""
+    import numpy as np
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from metatransformer.datasets.hyperspectral import HyperspectralPixels, read_hyperspectral, read_label_map
+
+    scene = read_hyperspectral(cube)  # per-band min-max over the scene: the reference scaling
+    gt = read_label_map(labels)
+    pixels = HyperspectralPixels(scene, gt, patch_size=patch_size)
+    split_of: dict[tuple[int, int], str] = {}
+    for split, path, key in (("train", train_map, train_key), ("test", test_map, test_key)):
+        if path:
+            chosen = read_label_map(path, key=key)
+            if chosen.shape != gt.shape:
+                raise ValueError(f"{path}: map shape {tuple(chosen.shape)} differs from the ground truth's "
+                                 f"{tuple(gt.shape)}")
+            split_of.update({tuple(rc): split for rc in chosen.nonzero().tolist()})
+    if not split_of and train_fraction is not None:
+        if not 0 < train_fraction < 1:
+            raise ValueError(f"train_fraction must be in (0, 1), got {train_fraction}")
+        rng = np.random.default_rng(seed)
+        positions = pixels.positions.tolist()
+        for c in sorted(set(pixels.targets.tolist())):
+            members = [i for i, t in enumerate(pixels.targets.tolist()) if t == c]
+            rng.shuffle(members)
+            n_train = max(1, int(round(len(members) * train_fraction))) if len(members) > 1 else len(members)
+            for k, i in enumerate(members):
+                split_of[tuple(positions[i])] = "train" if k < n_train else "test"
+    output_dir = Path(output_dir)
+    rows = []
+    for i in range(len(pixels)):
+        patch, target = pixels[i]
+        row, col = pixels.positions[i].tolist()
+        label = str(int(target) + 1)
+        split = split_of.get((row, col)) if split_of else None
+        if split_of and split is None:
+            continue  # labelled but in neither map
+        file = output_dir / label / f"r{row:04d}_c{col:04d}.npy"
+        file.parent.mkdir(parents=True, exist_ok=True)
+        np.save(file, patch.permute(1, 2, 0).contiguous().numpy())  # (p, p, bands), as the reader reads cubes
+        rows.append({"path": file, "label": label, "modality": "hyperspectral", **({"split": split} if split else {})})
+    return rows
+
+
+# ------------------------------------------------------------------------------- UCF101
+def ucf101_rows(videos: str, splits_dir: str, split: int = 1) -> list[Row]:
+    """UCF101: ``trainlist0N.txt`` (``Class/v_Class_gXX_cXX.avi index``) and ``testlist0N.txt`` (``Class/...avi``)
+    relative to the ``UCF-101`` folder; the class is the folder name."""
+    videos, splits_dir = Path(videos), Path(splits_dir)
+    rows = []
+    for name, part in ((f"trainlist0{split}.txt", "train"), (f"testlist0{split}.txt", "test")):
+        for line in (splits_dir / name).read_text().splitlines():
+            if not line.strip():
+                continue
+            rel = line.split()[0]
+            file = videos / rel
+            if not file.is_file():
+                raise FileNotFoundError(f"{file}: listed in {name} but missing")
+            rows.append({"path": file, "label": rel.split("/")[0], "modality": "video", "split": part})
+    return rows
+
+
+# ------------------------------------------------------------------------------- MRPC
+def mrpc_rows(files: Iterable[str], output_dir: str) -> list[Row]:
+    """MRPC TSVs (``Quality  #1 ID  #2 ID  #1 String  #2 String``; msr_paraphrase_*.txt or GLUE's *.tsv):
+    one ``.txt`` per pair holding ``sentence 1 [SEP] sentence 2``; label 1 = paraphrase. The split comes from
+    the file name (train / dev → val / test); GLUE's unlabelled test.tsv (``index`` column) is refused."""
+    output_dir = Path(output_dir)
+    rows = []
+    for file in files:
+        file = Path(file)
+        stem = file.stem.lower()
+        split = "train" if "train" in stem else "val" if "dev" in stem or "val" in stem else \
+            "test" if "test" in stem else None
+        with file.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
+            header = next(reader)
+            if header[:1] != ["Quality"]:
+                raise ValueError(f"{file}: expected the MRPC columns Quality, #1 ID, #2 ID, #1 String, #2 String "
+                                 f"(got {header}); GLUE's test.tsv has no labels")
+            for row in reader:
+                if len(row) < 5:
+                    continue
+                quality, id1, id2, s1, s2 = row[:5]
+                target = output_dir / (split or "all") / f"{id1}_{id2}.txt"
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(f"{s1.strip()} [SEP] {s2.strip()}\n", encoding="utf-8")
+                rows.append({"path": target, "label": quality.strip(), "modality": "text",
+                             **({"split": split} if split else {})})
+    return rows
+
+
+# ------------------------------------------------------------------------------- graph regression
+def graph_target_rows(graphs: str, targets: str, *, id_column: str = "id", target_column: str | None = None) -> list[Row]:
+    """Per-molecule graph files (``<id>.graphml`` / ``.gml`` / ``.edgelist`` / ``.edges``, e.g. exported from PyG
+    with ``torch_geometric.utils.to_networkx`` + ``networkx.write_graphml``) and a CSV of targets
+    (``id``, the target column — default: the first column other than id and split —, optional ``split``)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from metatransformer.datasets.graph import GRAPH_SUFFIXES
+
+    graphs = Path(graphs)
+    files = {}
+    for file in sorted(graphs.iterdir()):
+        if file.suffix.lower() in GRAPH_SUFFIXES:
+            files.setdefault(file.stem, file)
+    rows = []
+    with open(targets, newline="") as handle:
+        reader = csv.DictReader(handle)
+        column = target_column or next(c for c in reader.fieldnames if c not in (id_column, "split"))
+        for row in reader:
+            key = row[id_column].strip()
+            if key not in files:
+                raise FileNotFoundError(f"{graphs}: no graph file for id {key!r}")
+            rows.append({"path": files[key], "label": float(row[column]), "modality": "graph",
+                         **({"split": row["split"]} if row.get("split") else {})})
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="layout", required=True)
@@ -97,13 +317,47 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--root", required=True), p.add_argument("--trial", type=int, default=1)
     p = sub.add_parser("folder")
     p.add_argument("root"), p.add_argument("--modality")
+    p = sub.add_parser("speech-commands")
+    p.add_argument("root", help="the extracted speech_commands_v0.02 folder")
+    p = sub.add_parser("modelnet40")
+    p.add_argument("root", help="modelnet40_normal_resampled")
+    p = sub.add_parser("ucr")
+    p.add_argument("--train", required=True, help="<Name>_TRAIN.ts"), p.add_argument("--test", help="<Name>_TEST.ts")
+    p.add_argument("--out-dir", required=True, help="folder for the per-case .npy files")
+    p.add_argument("--modality", default="time_series", help="time_series, or imu for 6-channel IMU sets")
+    p = sub.add_parser("indian-pines")
+    p.add_argument("--cube", required=True), p.add_argument("--labels", required=True)
+    p.add_argument("--train-map"), p.add_argument("--test-map"), p.add_argument("--train-key"), p.add_argument("--test-key")
+    p.add_argument("--train-fraction", type=float), p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--patch-size", type=int, default=1)
+    p.add_argument("--out-dir", required=True, help="folder for the per-pixel .npy patches")
+    p = sub.add_parser("ucf101")
+    p.add_argument("--videos", required=True, help="UCF-101"), p.add_argument("--splits", required=True,
+                                                                             help="ucfTrainTestlist")
+    p.add_argument("--split", type=int, default=1, choices=(1, 2, 3))
+    p = sub.add_parser("mrpc")
+    p.add_argument("files", nargs="+"), p.add_argument("--out-dir", required=True)
+    p = sub.add_parser("graph-targets")
+    p.add_argument("--graphs", required=True), p.add_argument("--targets", required=True)
+    p.add_argument("--id-column", default="id"), p.add_argument("--target-column")
     for p in sub.choices.values():
         p.add_argument("-o", "--output", required=True, help="manifest .csv")
     args = parser.parse_args(argv)
     rows = {"imagenet": lambda: imagenet_rows(args.train, args.val, args.val_solution),
             "tb-cxr": lambda: tb_cxr_rows(args.images),
             "regdb": lambda: regdb_rows(args.root, args.trial),
-            "folder": lambda: folder_rows(args.root, args.modality)}[args.layout]()
+            "folder": lambda: folder_rows(args.root, args.modality),
+            "speech-commands": lambda: speech_commands_rows(args.root),
+            "modelnet40": lambda: modelnet40_rows(args.root),
+            "ucr": lambda: ucr_rows(args.train, args.test, args.out_dir, args.modality),
+            "indian-pines": lambda: indian_pines_rows(args.cube, args.labels, args.out_dir, patch_size=args.patch_size,
+                                                      train_map=args.train_map, test_map=args.test_map,
+                                                      train_key=args.train_key, test_key=args.test_key,
+                                                      train_fraction=args.train_fraction, seed=args.seed),
+            "ucf101": lambda: ucf101_rows(args.videos, args.splits, args.split),
+            "mrpc": lambda: mrpc_rows(args.files, args.out_dir),
+            "graph-targets": lambda: graph_target_rows(args.graphs, args.targets, id_column=args.id_column,
+                                                       target_column=args.target_column)}[args.layout]()
     out = write_manifest(rows, args.output)
     print(f"wrote {out}: {len(rows)} rows")
     return 0

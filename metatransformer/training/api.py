@@ -236,9 +236,11 @@ def train(config: TrainConfig | dict[str, Any], *, records: Sequence[Record] = (
             f"{counts['encoder_trainable']:,}/{counts['encoder']:,}, heads {counts['heads_trainable']:,}/"
             f"{counts['heads']:,} trainable/all)" + (f"\n{report}" if report else ""))
     val_groups = group_by_modality([r for r in all_records if r.split == "val"])
-    train_sets: dict[str, Any] = {m: ItemDataset(rs, model.tokenizer(m), labels, augment=config.augment)
+    train_sets: dict[str, Any] = {m: ItemDataset(rs, model.tokenizer(m), labels, augment=config.augment,
+                                                 reader_options=config.reader_options.get(m))
                                   for m, rs in by_modality.items()}
-    val_sets: dict[str, Any] = {m: ItemDataset(val_groups[m], model.tokenizer(m), labels)
+    val_sets: dict[str, Any] = {m: ItemDataset(val_groups[m], model.tokenizer(m), labels,
+                                               reader_options=config.reader_options.get(m))
                                 for m in modalities if m in val_groups}
     probe_info: dict[str, Any] = {}
     probe = config.linear_probe and not config.augment

@@ -30,6 +30,8 @@ class TrainConfig:
     val_fraction: float = _f(0.2, "share of records without a split that go to validation (seeded, per class)")
     batch_size: int = _f(32, "samples per modality per step and per process")
     num_workers: int = _f(0, "DataLoader worker processes")
+    reader_options: dict = _f({}, "per-modality keyword arguments of the modality's file reader, JSON: "
+                                  "{\"hyperspectral\": {\"scale\": \"none\"}} (files already scaled)")
     augment: bool = _f(False, "training augmentation where the modality has one (image-like: random resized crop + "
                               "flip)")
     # model

@@ -7,6 +7,7 @@ options) and batches through the modality's ``collate``.
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -281,10 +282,12 @@ class ItemDataset(Dataset):
         tokenizer: the model's tokenizer for that modality (the transform is built from its options).
         labels: the label encoder.
         augment: use :func:`train_transform` where the modality has one.
+        reader_options: keyword arguments of the modality's reader (e.g. ``{"scale": "none"}`` for
+            hyperspectral patches that a converter already scaled over the whole scene).
     """
 
     def __init__(self, records: Sequence[Record], tokenizer: torch.nn.Module, labels: LabelEncoder, *,
-                 augment: bool = False) -> None:
+                 augment: bool = False, reader_options: dict[str, Any] | None = None) -> None:
         modalities = {r.modality for r in records}
         if len(modalities) > 1:
             raise ValueError(f"an ItemDataset holds one modality, got {sorted(modalities)}")
@@ -294,6 +297,7 @@ class ItemDataset(Dataset):
         self.labels = labels
         self.targets = [labels.encode(r.label) for r in self.records]
         self.augment = augment
+        self.reader_options = dict(reader_options or {})
         self._load: Callable[[Path], Any] | None = None
         self._transform: Callable[[Any], Any] | None = None
 
@@ -307,8 +311,12 @@ class ItemDataset(Dataset):
             augment = train_transform(self.modality, tokenizer) if self.augment else None
             default = spec.transform(tokenizer) if spec.transform is not None else (lambda item: item)
             self._transform = augment or default
-            if augment is not None and spec.reader is not None:
-                self._load = lambda path: augment(spec.reader(path))
+            reader = functools.partial(spec.reader, **self.reader_options) \
+                if self.reader_options and spec.reader is not None else spec.reader
+            if augment is not None and reader is not None:
+                self._load = lambda path: augment(reader(path))
+            elif self.reader_options and reader is not None:
+                self._load = (lambda path: default(reader(path))) if spec.transform is not None else reader
             else:
                 self._load = item_loader(self.holder, self.modality) if spec.reader is not None else None
         return self._load, self._transform

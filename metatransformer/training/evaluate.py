@@ -184,7 +184,8 @@ def evaluate_run(run_dir: str | Path, *, data: Sequence[str] | None = None, spli
     out.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {"run_dir": str(run_dir), "split": split, "model": model_name, "modalities": {}}
     for modality, rs in group_by_modality(chosen).items():
-        dataset = ItemDataset(rs, model.tokenizer(modality), labels)
+        dataset = ItemDataset(rs, model.tokenizer(modality), labels,
+                              reader_options=config.reader_options.get(modality))
         outputs, targets = predict(model, dataset, batch_size=batch_size or config.batch_size, device=device)
         res = {"count": len(rs), **compute_metrics(labels.task, outputs, targets, labels.classes)}
         if "confusion_matrix" in res:

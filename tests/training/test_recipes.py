@@ -7,6 +7,7 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
+import torch
 import pytest
 from PIL import Image
 
@@ -69,8 +70,164 @@ def folder_layout(root: Path) -> Path:
     return root / "images"
 
 
+def speech_commands_layout(root: Path) -> Path:
+    """``<word>/<speaker>_nohash_<n>.wav`` (1 s, 16 kHz) + validation_list.txt / testing_list.txt."""
+    import soundfile
+
+    t = np.arange(16000) / 16000
+    lists = {"validation_list.txt": [], "testing_list.txt": []}
+    for w, word in enumerate(("yes", "no")):
+        (root / word).mkdir(parents=True)
+        for i in range(6):
+            name = f"{i:08x}_nohash_0.wav"
+            tone = np.sin(2 * np.pi * (300 + 900 * w) * t) * 0.3 + RNG.normal(0, 0.01, t.shape)
+            soundfile.write(root / word / name, tone.astype("float32"), 16000)
+            if i == 4:
+                lists["validation_list.txt"].append(f"{word}/{name}")
+            if i == 5:
+                lists["testing_list.txt"].append(f"{word}/{name}")
+    (root / "_background_noise_").mkdir()
+    soundfile.write(root / "_background_noise_" / "white_noise.wav", RNG.normal(0, 0.1, 16000).astype("float32"), 16000)
+    for name, lines in lists.items():
+        (root / name).write_text("\n".join(lines) + "\n")
+    return convert.write_manifest(convert.speech_commands_rows(root), root / "speech_commands.csv")
+
+
+def modelnet40_layout(root: Path) -> Path:
+    """``modelnet40_normal_resampled/<class>/<class>_0001.txt`` (x,y,z,nx,ny,nz) + the train/test id lists."""
+    base = root / "modelnet40_normal_resampled"
+    ids = {"train": [], "test": []}
+    for c, name in enumerate(("airplane", "night_stand")):
+        (base / name).mkdir(parents=True)
+        for i in range(1, 6):
+            shape_id = f"{name}_{i:04d}"
+            xyz = RNG.normal(0, 1, (200, 3)) * (1, 1 + 3 * c, 0.2)
+            rows = np.hstack([xyz, xyz / np.linalg.norm(xyz, axis=1, keepdims=True)])
+            np.savetxt(base / name / f"{shape_id}.txt", rows, fmt="%.6f", delimiter=",")
+            ids["test" if i == 5 else "train"].append(shape_id)
+    for split, lines in ids.items():
+        (base / f"modelnet40_{split}.txt").write_text("\n".join(lines) + "\n")
+    (base / "modelnet40_shape_names.txt").write_text("airplane\nnight_stand\n")
+    return convert.write_manifest(convert.modelnet40_rows(base), root / "modelnet40.csv")
+
+
+def _ts_file(path: Path, dims: int, length: int, cases: int) -> None:
+    lines = [f"@problemName {path.stem.split('_')[0]}", "@timeStamps false", "@missing true",
+             f"@univariate {'true' if dims == 1 else 'false'}", *([f"@dimensions {dims}"] if dims > 1 else []),
+             "@equalLength true", f"@seriesLength {length}", "@classLabel true walking standing", "@data"]
+    for i in range(cases):
+        label = ("walking", "standing")[i % 2]
+        series = RNG.normal(0, 1, (dims, length)) + (3 if label == "walking" else 0) * np.sin(np.arange(length) / 3)
+        values = [",".join(f"{v:.4f}" for v in row) for row in series]
+        if i == 1:
+            values[0] = "?," + values[0].split(",", 1)[1]  # one missing value: interpolated by the converter
+        lines.append(":".join(values) + f":{label}")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def ucr_layout(root: Path) -> Path:
+    for split, cases in (("TRAIN", 10), ("TEST", 4)):
+        _ts_file(root / f"GunPoint_{split}.ts", 1, 30, cases)
+    return convert.write_manifest(convert.ucr_rows(root / "GunPoint_TRAIN.ts", root / "GunPoint_TEST.ts",
+                                                   root / "gunpoint"), root / "gunpoint.csv")
+
+
+def basicmotions_layout(root: Path) -> Path:
+    for split, cases in (("TRAIN", 10), ("TEST", 4)):
+        _ts_file(root / f"BasicMotions_{split}.ts", 6, 20, cases)
+    return convert.write_manifest(convert.ucr_rows(root / "BasicMotions_TRAIN.ts", root / "BasicMotions_TEST.ts",
+                                                   root / "basicmotions", modality="imu"), root / "basicmotions.csv")
+
+
+def indian_pines_layout(root: Path, bands: int = 30) -> Path:
+    """``Indian_pines_corrected.mat`` (h, w, bands) + ``Indian_pines_gt.mat`` (0 = unlabelled)."""
+    from scipy.io import savemat
+
+    gt = np.zeros((8, 8), dtype=np.uint8)
+    gt[:4, :4], gt[4:, 4:], gt[:3, 5:] = 1, 2, 3
+    spectra = np.stack([np.linspace(0, 1, bands) * k for k in (0.5, 1.0, 2.0, 3.0)])  # unlabelled, class 1..3
+    cube = (spectra[gt] * 1000 + RNG.normal(0, 5, (8, 8, bands))).astype(np.uint16)
+    savemat(root / "Indian_pines_corrected.mat", {"indian_pines_corrected": cube})
+    savemat(root / "Indian_pines_gt.mat", {"indian_pines_gt": gt})
+    return convert.write_manifest(convert.indian_pines_rows(root / "Indian_pines_corrected.mat",
+                                                            root / "Indian_pines_gt.mat", root / "patches",
+                                                            train_fraction=0.5), root / "indian_pines.csv")
+
+
+def ucf101_layout(root: Path) -> Path:
+    """``UCF-101/<Class>/v_<Class>_gXX_cXX.avi`` + ``ucfTrainTestlist/trainlist01.txt`` / ``testlist01.txt``."""
+    import av
+
+    train, test = [], []
+    for c, name in enumerate(("ApplyEyeMakeup", "Basketball")):
+        (root / "UCF-101" / name).mkdir(parents=True)
+        for g in range(1, 5):
+            rel = f"{name}/v_{name}_g{g:02d}_c01.avi"
+            with av.open(str(root / "UCF-101" / rel), "w") as container:
+                stream = container.add_stream("mpeg4", rate=8)
+                stream.width = stream.height = 32
+                stream.pix_fmt = "yuv420p"
+                for f in range(6):
+                    frame = np.full((32, 32, 3), 40 + 150 * c, np.uint8)
+                    frame[:, (f * 5) % 32:(f * 5) % 32 + 4] = 255
+                    for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                        container.mux(packet)
+                for packet in stream.encode():
+                    container.mux(packet)
+            (test if g == 4 else train).append(f"{rel} {c + 1}" if g != 4 else rel)
+    (root / "ucfTrainTestlist").mkdir()
+    (root / "ucfTrainTestlist" / "trainlist01.txt").write_text("\n".join(train) + "\n")
+    (root / "ucfTrainTestlist" / "testlist01.txt").write_text("\n".join(test) + "\n")
+    return convert.write_manifest(convert.ucf101_rows(root / "UCF-101", root / "ucfTrainTestlist"),
+                                  root / "ucf101.csv")
+
+
+def mrpc_layout(root: Path) -> Path:
+    """GLUE MRPC ``train.tsv`` / ``dev.tsv`` (Quality, #1 ID, #2 ID, #1 String, #2 String)."""
+    header = "Quality\t#1 ID\t#2 ID\t#1 String\t#2 String"
+    pairs = [("1", "The cat sat on the mat.", "A cat was sitting on the mat."),
+             ("0", "Stocks fell sharply on Monday.", "The weather was sunny in Paris."),
+             ("1", "He bought a new car.", "He purchased a new automobile."),
+             ("0", "The meeting is at noon.", "Bananas are rich in potassium \"they say\".")]
+    for name, rows in (("train.tsv", pairs * 2), ("dev.tsv", pairs[:2])):
+        lines = [header] + [f"{q}\t{100 + i}\t{200 + i}\t{a}\t{b}" for i, (q, a, b) in enumerate(rows)]
+        (root / "MRPC").mkdir(exist_ok=True)
+        (root / "MRPC" / name).write_text("\n".join(lines) + "\n")
+    return convert.write_manifest(convert.mrpc_rows([root / "MRPC" / "train.tsv", root / "MRPC" / "dev.tsv"],
+                                                    root / "mrpc"), root / "mrpc.csv")
+
+
+def graph_layout(root: Path) -> Path:
+    """Per-molecule GraphML (9 atom features x0..x8, 3 bond features e0..e2) + targets.csv (id, gap, split)."""
+    import networkx as nx
+
+    (root / "graphs").mkdir()
+    rows = ["id,homolumogap,split"]
+    for i in range(10):
+        g = nx.path_graph(4 + i % 4)
+        g.add_edge(0, len(g) - 1)
+        for n in g.nodes:
+            g.nodes[n].update({f"x{k}": float(RNG.integers(0, 5)) for k in range(9)})
+        for u, v in g.edges:
+            g.edges[u, v].update({f"e{k}": float(RNG.integers(0, 3)) for k in range(3)})
+        nx.write_graphml(g, root / "graphs" / f"mol{i}.graphml")
+        rows.append(f"mol{i},{3 + 0.5 * len(g):.3f},{'test' if i >= 8 else 'valid' if i >= 6 else 'train'}")
+    (root / "targets.csv").write_text("\n".join(rows) + "\n")
+    return convert.write_manifest(convert.graph_target_rows(root / "graphs", root / "targets.csv"), root / "pcqm4m.csv")
+
+
 LAYOUTS = {"imagenet1k": imagenet_layout, "chest_xray_tb": tb_layout, "regdb_infrared": regdb_layout,
-           "linear_probe_image": folder_layout}
+           "linear_probe_image": folder_layout, "speech_commands_v2": speech_commands_layout,
+           "modelnet40": modelnet40_layout, "ucr_timeseries": ucr_layout, "uea_basicmotions_imu": basicmotions_layout,
+           "indian_pines": indian_pines_layout, "ucf101": ucf101_layout, "glue_mrpc": mrpc_layout,
+           "pcqm4m_graph": graph_layout}
+# nano-sized tokenizer options laid over each recipe's own (the recipe keeps its reference sizes)
+NANO = {**{m: {"img_size": 16, "patch_size": 8} for m in ("image", "xray", "infrared")},
+        "audio": {"target_length": 32}, "point_cloud": {"num_points": 64, "num_groups": 16, "group_size": 8},
+        "hyperspectral": {"num_bands": 30}, "video": {"num_frames": 4, "img_size": 16, "patch_size": 8},
+        "text": {"max_length": 32}, "graph": {"num_eigenvectors": 4}, "imu": {"patch_size": 5}}
+# what evaluate must report per task
+EVAL_KEYS = {"classification": {"accuracy", "macro_f1", "OA", "AA", "kappa"}, "regression": {"MAE", "MSE"}}
 
 
 def test_every_recipe_has_a_generated_layout():
@@ -80,17 +237,27 @@ def test_every_recipe_has_a_generated_layout():
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)
 def test_recipe_runs(recipe, tmp_path):
     data = LAYOUTS[recipe.stem](tmp_path)
-    config = TrainConfig.from_yaml(recipe, data=[str(data)], preset="nano", checkpoint=None, epochs=1,
-                                   batch_size=4, accumulate=1, num_workers=0, warmup_steps=0, logger="csv",
-                                   run_dir=str(tmp_path / "run"), tokenizer_options={
-                                       m: {"img_size": 16, "patch_size": 8} for m in ("image", "xray", "infrared")})
     reference = TrainConfig.from_yaml(recipe)
     assert reference.preset == "base" and reference.checkpoint  # the recipe itself targets the published weights
+    options = {m: {**reference.tokenizer_options.get(m, {}), **NANO.get(m, {})}
+               for m in {*reference.tokenizer_options, *NANO}}
+    config = TrainConfig.from_yaml(recipe, data=[str(data)], preset="nano", checkpoint=None, epochs=1,
+                                   batch_size=4, accumulate=1, num_workers=0, warmup_steps=0, logger="csv",
+                                   precision="32-true", run_dir=str(tmp_path / "run"), tokenizer_options=options)
     result = train(config)
     assert (tmp_path / "run" / "model" / "config.json").is_file()
     assert result.info["splits"]["train"] > 0 and "train/loss" in result.metrics
+    if reference.modality:
+        assert result.info["modalities"] == [reference.modality]
     if result.info["splits"]["val"]:
         assert "val/loss" in result.metrics
+    if result.info["splits"]["test"] or result.info["splits"]["val"]:  # the converted split is evaluated
+        from metatransformer.training import evaluate_run
+
+        report = evaluate_run(tmp_path / "run")
+        assert report["split"] == ("test" if result.info["splits"]["test"] else "val")
+        (metrics,) = report["modalities"].values()
+        assert EVAL_KEYS[reference.task] <= set(metrics) and metrics["count"] == result.info["splits"][report["split"]]
 
 
 def test_folder_converter_command_line(tmp_path, capsys):
@@ -101,3 +268,74 @@ def test_folder_converter_command_line(tmp_path, capsys):
     records = load_records(tmp_path / "m.csv")
     assert len(records) == 10 and {r.label for r in records} == {"class0", "class1"}
     assert not Path(next(iter(open(tmp_path / "m.csv").read().splitlines()[1:])).split(",")[0]).is_absolute()
+
+
+def _rows(manifest: Path) -> list[dict]:
+    with open(manifest, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _dir(path: Path) -> Path:
+    path.mkdir(parents=True)
+    return path
+
+
+def test_converters_keep_the_published_splits_and_labels(tmp_path):
+    """What the new converters write: splits from the published lists, labels, and per-sample files."""
+    from metatransformer.datasets.graph import read_graph
+    from metatransformer.datasets.text import read_document
+    from metatransformer.datasets.time_series import read_time_series
+
+    rows = _rows(speech_commands_layout(_dir(tmp_path / "sc")))
+    assert {r["split"] for r in rows} == {"train", "val", "test"} and len(rows) == 12  # noise folder left out
+    assert sum(r["split"] == "val" for r in rows) == 2 and {r["label"] for r in rows} == {"yes", "no"}
+
+    rows = _rows(modelnet40_layout(_dir(tmp_path / "mn")))
+    assert {r["label"] for r in rows} == {"airplane", "night_stand"} and sum(r["split"] == "test" for r in rows) == 2
+
+    rows = _rows(ucr_layout(_dir(tmp_path / "ucr")))
+    assert len(rows) == 14 and sum(r["split"] == "test" for r in rows) == 4
+    series = [read_time_series(tmp_path / "ucr" / r["path"]) for r in rows]
+    assert series[0].shape == (30, 1) and all(bool(s.isfinite().all()) for s in series)  # '?' interpolated
+    rows = _rows(basicmotions_layout(_dir(tmp_path / "bm")))
+    assert {r["modality"] for r in rows} == {"imu"} and np.load(tmp_path / "bm" / rows[0]["path"]).shape == (20, 6)
+
+    rows = _rows(indian_pines_layout(_dir(tmp_path / "ip")))
+    assert {r["label"] for r in rows} == {"1", "2", "3"} and {r["split"] for r in rows} == {"train", "test"}
+    patch = np.load(tmp_path / "ip" / rows[0]["path"])
+    assert patch.shape == (1, 1, 30) and 0 <= patch.min() and patch.max() <= 1 and patch.max() > 0
+
+    rows = _rows(ucf101_layout(_dir(tmp_path / "ucf")))
+    assert [r["split"] for r in rows].count("test") == 2 and {r["label"] for r in rows} == {"ApplyEyeMakeup", "Basketball"}
+
+    rows = _rows(mrpc_layout(_dir(tmp_path / "mrpc")))
+    assert {r["split"] for r in rows} == {"train", "val"} and {r["label"] for r in rows} == {"0", "1"}
+    assert read_document(tmp_path / "mrpc" / rows[0]["path"]).count("[SEP]") == 1
+
+    rows = _rows(graph_layout(_dir(tmp_path / "graph")))
+    assert {r["split"] for r in rows} == {"train", "valid", "test"}
+    assert float(rows[0]["label"]) == 5.0 and read_graph(tmp_path / "graph" / rows[0]["path"]).x.shape[1] == 9
+
+
+def test_hyperspectral_patches_are_read_without_rescaling(tmp_path):
+    """The converter scales bands over the scene; reader_options scale=none keeps a p = 1 patch as written
+    (the reader's per-file min-max would turn every band of a single pixel into 0)."""
+    from metatransformer import create_model
+    from metatransformer.training.data import ItemDataset, LabelEncoder, load_records
+
+    records = load_records(indian_pines_layout(tmp_path))
+    model = create_model("nano", modalities={"hyperspectral": {"num_bands": 30}})
+    labels = LabelEncoder.fit("classification", [r.label for r in records])
+    kept = ItemDataset(records[:1], model.tokenizer("hyperspectral"), labels, reader_options={"scale": "none"})[0][0]
+    rescaled = ItemDataset(records[:1], model.tokenizer("hyperspectral"), labels)[0][0]
+    written = torch.from_numpy(np.load(records[0].source)).permute(2, 0, 1)
+    assert kept.shape == (30, 1, 1) and torch.equal(kept, written) and not rescaled.any()
+
+
+def test_new_converters_command_line(tmp_path, capsys):
+    indian_pines_layout(tmp_path)
+    assert convert.main(["indian-pines", "--cube", str(tmp_path / "Indian_pines_corrected.mat"), "--labels",
+                         str(tmp_path / "Indian_pines_gt.mat"), "--patch-size", "3", "--train-fraction", "0.3",
+                         "--out-dir", str(tmp_path / "p3"), "-o", str(tmp_path / "p3.csv")]) == 0
+    rows = _rows(tmp_path / "p3.csv")
+    assert np.load(tmp_path / rows[0]["path"]).shape == (3, 3, 30) and "wrote" in capsys.readouterr().out
