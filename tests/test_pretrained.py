@@ -310,3 +310,19 @@ def test_readme_says_where_the_weights_come_from():
                  "all_minilm_l6_v2", "kxgong/Meta-Transformer"):
         assert name in section, name
 
+
+
+def test_training_from_published_weights_keeps_them_and_their_preprocessing(nano_entries, tmp_path):
+    from metatransformer.training import train
+    from tests.training.conftest import write_images
+
+    vit, _, _ = nano_entries
+    data = write_images(tmp_path / "images", classes=2, per_class=4)
+    result = train({"pretrained": "test_nano_blocks", "preset": "nano", "data": [str(data)], "epochs": 1,
+                    "batch_size": 4, "logger": "csv", "run_dir": str(tmp_path / "run")})
+    saved = MetaTransformer.from_pretrained(tmp_path / "run" / "model")
+    for name, param in saved.encoder.blocks.named_parameters():  # frozen published blocks, unchanged
+        torch.testing.assert_close(param, vit.blocks.get_parameter(name))
+    options = saved.config.tokenizers["image"].options
+    assert (options["mean"], options["interpolation"], options["crop_pct"]) == ((0.5, 0.4, 0.3), "bilinear", 0.875)
+    assert result.run_dir == tmp_path / "run"

@@ -83,7 +83,8 @@ def build_model(config: TrainConfig, labels: LabelEncoder, modalities: Sequence[
         model.heads = torch.nn.ModuleDict({m: create_head(dim=model.encoder.dim, **options) for m in modalities})
     else:
         model = create_model(config.preset, modalities={m: dict(config.tokenizer_options.get(m, {})) for m in modalities},
-                             heads={m: dict(options) for m in modalities}, checkpoint=config.checkpoint)
+                             heads={m: dict(options) for m in modalities}, checkpoint=config.checkpoint,
+                             pretrained=config.pretrained)
     model.requires_grad_(True)
     if config.finetune == "full":
         model.freeze_encoder = False

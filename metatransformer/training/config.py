@@ -37,6 +37,8 @@ class TrainConfig:
     # model
     preset: str = _f("base", "encoder preset (base, large, small, tiny, nano)")
     checkpoint: Optional[str] = _f(None, "encoder checkpoint (Meta-Transformer .pth, timm, OpenCLIP, ours)")
+    pretrained: Optional[str] = _f(None, "published weights by name (see `metatransformer weights`), fetched "
+                                         "through the Hugging Face cache; image-like stems from their CLIP source")
     model: Optional[str] = _f(None, "start from a save_pretrained directory (its tokenizers are reused)")
     tokenizer_options: dict = _f({}, "per-modality tokenizer options, JSON: {\"image\": {\"img_size\": 32}}")
     pool: str = _f("cls", "head pooling: cls, mean, max")
