@@ -16,6 +16,12 @@
                      ("sentence 1 [SEP] sentence 2": the WordPiece tokenizer reads [SEP] as the pair separator)
     graph-targets    one graph file per molecule (.graphml / .gml / .edgelist / .edges) + a CSV of targets
                      (id, target[, split]) -> regression manifest
+    adult            UCI Adult adult.data [+ adult.test] (no header, ", "-separated, '?' = missing, test labels
+                     with a trailing '.') -> one CSV table with a header, label column 'income', split column
+    bank-marketing   UCI Bank Marketing bank-full.csv / bank-additional-full.csv (';'-separated, quoted header)
+                     -> one CSV table, label column 'y' [+ a seeded test split with --test-fraction]
+
+Tables are written as tables (train with --label-column; one sample per row), not as manifests.
 
 Paths are written relative to the manifest's folder when possible, so a data folder can move with its manifest.
 """
@@ -306,6 +312,61 @@ def graph_target_rows(graphs: str, targets: str, *, id_column: str = "id", targe
     return rows
 
 
+# ------------------------------------------------------------------------------- tables (one sample per row)
+ADULT_COLUMNS = ["age", "workclass", "fnlwgt", "education", "education_num", "marital_status", "occupation",
+                 "relationship", "race", "sex", "capital_gain", "capital_loss", "hours_per_week", "native_country",
+                 "income"]
+
+
+def adult_table(data: str, test: str | None = None):
+    """UCI Adult: ``adult.data`` (train) and ``adult.test`` (test; its first line is ``|1x3 Cross validator``
+    and its labels end in '.') as one DataFrame with a header; '?' cells become missing."""
+    import pandas as pd
+
+    frames = []
+    for file, split in ((data, "train"), (test, "test")):
+        if file:
+            frame = pd.read_csv(file, header=None, names=ADULT_COLUMNS, sep=r"\s*,\s*", engine="python",
+                                comment="|", na_values=["?"], skip_blank_lines=True)
+            frame = frame.dropna(subset=["income"])
+            frame["income"] = frame["income"].astype(str).str.strip().str.rstrip(".")
+            frames.append(frame.assign(split=split))
+    return pd.concat(frames, ignore_index=True)
+
+
+def bank_marketing_table(file: str, *, test_fraction: float = 0.0, seed: int = 0):
+    """UCI Bank Marketing (``bank-full.csv``, ``bank-additional-full.csv``: ';'-separated, label ``y``);
+    with ``test_fraction`` a seeded test split per label (the archive has none; 'unknown' cells are kept as a
+    category, as the dataset's documentation describes them)."""
+    import numpy as np
+    import pandas as pd
+
+    frame = pd.read_csv(file, sep=";")
+    if "y" not in frame.columns:
+        raise ValueError(f"{file}: no 'y' column; is it bank-full.csv (';'-separated)?")
+    if test_fraction:
+        rng = np.random.default_rng(seed)
+        split = np.array(["train"] * len(frame), dtype=object)
+        for _, index in frame.groupby("y").indices.items():
+            chosen = rng.permutation(index)[:int(round(len(index) * test_fraction))]
+            split[chosen] = "test"
+        frame["split"] = split
+    return frame
+
+
+def write_table(frame, output: str | os.PathLike) -> Path:
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    if not len(frame):
+        raise ValueError("no rows: is the layout right?")
+    frame.to_csv(output, index=False)
+    return output
+
+
+TABLES = {"adult": lambda a: adult_table(a.data, a.test),
+          "bank-marketing": lambda a: bank_marketing_table(a.file, test_fraction=a.test_fraction, seed=a.seed)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="layout", required=True)
@@ -340,9 +401,20 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("graph-targets")
     p.add_argument("--graphs", required=True), p.add_argument("--targets", required=True)
     p.add_argument("--id-column", default="id"), p.add_argument("--target-column")
+    p = sub.add_parser("adult")
+    p.add_argument("--data", required=True, help="adult.data"), p.add_argument("--test", help="adult.test")
+    p = sub.add_parser("bank-marketing")
+    p.add_argument("file", help="bank-full.csv or bank-additional-full.csv")
+    p.add_argument("--test-fraction", type=float, default=0.0), p.add_argument("--seed", type=int, default=0)
     for p in sub.choices.values():
-        p.add_argument("-o", "--output", required=True, help="manifest .csv")
+        p.add_argument("-o", "--output", required=True, help="manifest .csv (a table .csv for adult, bank-marketing)")
     args = parser.parse_args(argv)
+    if args.layout in TABLES:
+        frame = TABLES[args.layout](args)
+        out = write_table(frame, args.output)
+        counts = frame["split"].value_counts().to_dict() if "split" in frame.columns else {}
+        print(f"wrote {out}: {len(frame)} rows {counts}")
+        return 0
     rows = {"imagenet": lambda: imagenet_rows(args.train, args.val, args.val_solution),
             "tb-cxr": lambda: tb_cxr_rows(args.images),
             "regdb": lambda: regdb_rows(args.root, args.trial),

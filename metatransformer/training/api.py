@@ -13,6 +13,7 @@ Run folder::
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -42,10 +43,25 @@ RUN_INFO = "run.json"
 # ------------------------------------------------------------------------------------------- records
 def prepare_records(config: TrainConfig, extra: Sequence[Record] = ()) -> list[Record]:
     """Every record of the recipe's sources (plus ``extra``), each with a split."""
-    records = [r for source in config.data for r in load_records(source, modality=config.modality)] + list(extra)
+    records = [r for source in config.data
+               for r in load_records(source, modality=config.modality, label_column=config.label_column)] + list(extra)
     if not records:
         raise ValueError("no training data: pass --data (folders or manifests) or records")
     return assign_splits(records, val_fraction=config.val_fraction, seed=config.seed)
+
+
+def with_table_schemas(config: TrainConfig, train_records: Sequence[Record]) -> TrainConfig:
+    """``config`` with a ``schema`` tokenizer option fitted on the training rows of every modality whose
+    records are table rows (unless the recipe gives one, or ``--model`` brings its own tokenizers)."""
+    if config.model:
+        return config
+    from .tables import fit_table_schema, has_table_rows
+
+    options = {m: dict(o) for m, o in config.tokenizer_options.items()}
+    for modality, records in group_by_modality(train_records).items():
+        if has_table_rows(records) and "schema" not in options.get(modality, {}):
+            options.setdefault(modality, {})["schema"] = fit_table_schema(records, categorical=config.categorical_columns)
+    return dataclasses.replace(config, tokenizer_options=options) if options != config.tokenizer_options else config
 
 
 def head_options(config: TrainConfig, labels: LabelEncoder) -> dict[str, Any]:
@@ -228,6 +244,7 @@ def train(config: TrainConfig | dict[str, Any], *, records: Sequence[Record] = (
     if not train_records:
         raise ValueError("no training records (every record is in the val or test split)")
     labels = LabelEncoder.fit(config.task, [r.label for r in train_records])
+    config = with_table_schemas(config, train_records)  # saved in config.yaml and in the model's tokenizer config
     by_modality = group_by_modality(train_records)
     modalities = list(by_modality)
     model, report = build_model(config, labels, modalities)

@@ -27,6 +27,11 @@ class TrainConfig:
     modality: Optional[str] = _f(None, "modality of every file (default: inferred from each file's suffix or the "
                                        "manifest's modality column)")
     task: Literal["classification", "multilabel", "regression"] = _f("classification", "task (sets head and metrics)")
+    label_column: Optional[str] = _f(None, "table files (CSV/TSV/Parquet) in --data are tables of samples, one per "
+                                           "row: this column is the label, a 'split' column (if any) the split, "
+                                           "the other columns the features (tabular modality)")
+    categorical_columns: list = _f([], "table columns encoded as categories although numeric (string/object "
+                                       "columns always are); the schema is fitted on the training rows")
     val_fraction: float = _f(0.2, "share of records without a split that go to validation (seeded, per class)")
     batch_size: int = _f(32, "samples per modality per step and per process")
     num_workers: int = _f(0, "DataLoader worker processes")

@@ -137,8 +137,14 @@ def records_from_tensors(items: Sequence[Any] | torch.Tensor, labels: Sequence[A
     return [Record(item, label, name, normalize_split(split)) for item, label in zip(items, labels)]
 
 
-def load_records(source: Any, *, modality: str | None = None) -> list[Record]:
-    """Records of a folder, a manifest file, a list of records, or a ``{"items", "labels", "modality"}`` dict."""
+def load_records(source: Any, *, modality: str | None = None, label_column: str | None = None) -> list[Record]:
+    """Records of a folder, a manifest file, a list of records, or a ``{"items", "labels", "modality"}`` dict;
+    with ``label_column``, a table file (CSV/TSV/Parquet) gives one record per row (:mod:`.tables`)."""
+    if label_column is not None:
+        from .tables import is_table_file, records_from_table
+
+        if is_table_file(source):
+            return records_from_table(source, label_column=label_column, modality=modality)
     if isinstance(source, dict):
         return records_from_tensors(source["items"], source["labels"], modality=source.get("modality") or modality,
                                     split=source.get("split"))
@@ -296,6 +302,11 @@ class ItemDataset(Dataset):
         self.holder = _TokenizerHolder({self.modality: tokenizer}) if self.modality else None
         self.labels = labels
         self.targets = [labels.encode(r.label) for r in self.records]
+        self.rows = None  # table rows (.tables.TableRow sources): encoded once with the tokenizer's schema
+        if self.records and isinstance(self.records[0].source, _table_row_type()):
+            from .tables import encode_table_rows
+
+            self.rows = encode_table_rows(self.records, tokenizer)
         self.augment = augment
         self.reader_options = dict(reader_options or {})
         self._load: Callable[[Path], Any] | None = None
@@ -322,6 +333,8 @@ class ItemDataset(Dataset):
         return self._load, self._transform
 
     def __getitem__(self, index: int) -> tuple[Any, torch.Tensor]:
+        if self.rows is not None:
+            return self.rows.select(slice(index, index + 1)), self.targets[index]
         record = self.records[index]
         load, transform = self._loaders()
         if isinstance(record.source, (str, os.PathLike)):
@@ -336,6 +349,12 @@ class ItemDataset(Dataset):
         state = dict(self.__dict__)
         state["_load"] = state["_transform"] = None  # rebuilt in each worker
         return state
+
+
+def _table_row_type() -> type:
+    from .tables import TableRow
+
+    return TableRow
 
 
 class ModalityCollate:

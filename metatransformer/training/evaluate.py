@@ -172,7 +172,7 @@ def evaluate_run(run_dir: str | Path, *, data: Sequence[str] | None = None, spli
     labels = LabelEncoder(**info["labels"])
     model, model_name = load_run_model(run_dir, checkpoint)
     sources = list(data) if data else config.data
-    records = [r for s in sources for r in load_records(s, modality=config.modality)]
+    records = [r for s in sources for r in load_records(s, modality=config.modality, label_column=config.label_column)]
     records = assign_splits(records, val_fraction=config.val_fraction if not data else 0.0, seed=config.seed)
     present = {r.split for r in records}
     if split is None:  # the run's test split, else its val split; other data without splits: all of it

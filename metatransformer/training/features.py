@@ -40,6 +40,11 @@ def _hash_model(model: MetaTransformer, modality: str) -> str:
 
 def _hash_records(dataset: ItemDataset) -> str:
     digest = hashlib.sha256()
+    if getattr(dataset, "rows", None) is not None:  # table rows: the encoded rows are the content
+        for part in dataset.rows:
+            digest.update(str(tuple(part.shape)).encode())
+            digest.update(part.contiguous().view(torch.uint8).numpy().tobytes())
+        return digest.hexdigest()
     for record in dataset.records:
         if isinstance(record.source, (str, os.PathLike)):
             stat = os.stat(record.source)

@@ -216,11 +216,41 @@ def graph_layout(root: Path) -> Path:
     return convert.write_manifest(convert.graph_target_rows(root / "graphs", root / "targets.csv"), root / "pcqm4m.csv")
 
 
+def _adult_line(i: int) -> str:
+    rich = i % 2 == 1
+    work = "?" if i % 5 == 0 else ("Private", "Self-emp-not-inc", "State-gov")[i % 3]
+    return (f"{30 + 3 * i % 40}, {work}, {100000 + 977 * i}, {'Masters' if rich else 'HS-grad'}, "
+            f"{14 if rich else 9}, Married-civ-spouse, {'Exec-managerial' if rich else 'Sales'}, Husband, White, "
+            f"Male, {5000 * rich}, 0, {50 if rich else 38}, United-States, {'>50K' if rich else '<=50K'}")
+
+
+def adult_layout(root: Path) -> Path:
+    """UCI ``adult.data`` / ``adult.test``: no header, ', '-separated, '?' missing, test labels end in '.'."""
+    (root / "adult.data").write_text("\n".join(_adult_line(i) for i in range(24)) + "\n\n")
+    (root / "adult.test").write_text("|1x3 Cross validator\n" + "".join(f"{_adult_line(i)}.\n" for i in range(6)))
+    return convert.write_table(convert.adult_table(root / "adult.data", root / "adult.test"), root / "adult.csv")
+
+
+def bank_layout(root: Path) -> Path:
+    """UCI ``bank-full.csv``: ';'-separated, quoted header and strings, label ``y``."""
+    header = ('age;"job";"marital";"education";"default";"balance";"housing";"loan";"contact";"day";"month";'
+              '"duration";"campaign";"pdays";"previous";"poutcome";"y"')
+    lines = [header]
+    for i in range(30):
+        yes = i % 3 == 0
+        lines.append(f'{25 + i};"{("admin.", "technician", "unknown")[i % 3]}";"married";"secondary";"no";{100 * i};'
+                     f'"yes";"no";"cellular";{1 + i % 28};"may";{600 if yes else 90};1;-1;0;"unknown";'
+                     f'"{"yes" if yes else "no"}"')
+    (root / "bank-full.csv").write_text("\n".join(lines) + "\n")
+    return convert.write_table(convert.bank_marketing_table(root / "bank-full.csv", test_fraction=0.2),
+                               root / "bank.csv")
+
+
 LAYOUTS = {"imagenet1k": imagenet_layout, "chest_xray_tb": tb_layout, "regdb_infrared": regdb_layout,
            "linear_probe_image": folder_layout, "speech_commands_v2": speech_commands_layout,
            "modelnet40": modelnet40_layout, "ucr_timeseries": ucr_layout, "uea_basicmotions_imu": basicmotions_layout,
            "indian_pines": indian_pines_layout, "ucf101": ucf101_layout, "glue_mrpc": mrpc_layout,
-           "pcqm4m_graph": graph_layout}
+           "pcqm4m_graph": graph_layout, "adult": adult_layout, "bank_marketing": bank_layout}
 # nano-sized tokenizer options laid over each recipe's own (the recipe keeps its reference sizes)
 NANO = {**{m: {"img_size": 16, "patch_size": 8} for m in ("image", "xray", "infrared")},
         "audio": {"target_length": 32}, "point_cloud": {"num_points": 64, "num_groups": 16, "group_size": 8},
@@ -339,3 +369,50 @@ def test_new_converters_command_line(tmp_path, capsys):
                          "--out-dir", str(tmp_path / "p3"), "-o", str(tmp_path / "p3.csv")]) == 0
     rows = _rows(tmp_path / "p3.csv")
     assert np.load(tmp_path / rows[0]["path"]).shape == (3, 3, 30) and "wrote" in capsys.readouterr().out
+
+
+def test_table_converters_and_row_records(tmp_path):
+    """Adult / Bank Marketing tables: one record per row, the label out of the features, the schema fitted on the
+    training rows only and carried by the tokenizer option; items are one-row TableBatches collated by concat."""
+    import pandas as pd
+
+    from metatransformer import create_model
+    from metatransformer.datasets.tabular import TableBatch
+    from metatransformer.training.api import with_table_schemas
+    from metatransformer.training.data import ItemDataset, LabelEncoder, ModalityCollate, load_records
+
+    table = pd.read_csv(adult_layout(_dir(tmp_path / "adult")))
+    assert list(table.columns) == [*convert.ADULT_COLUMNS, "split"] and len(table) == 30
+    assert set(table["income"]) == {"<=50K", ">50K"} and (table["split"] == "test").sum() == 6  # '.' removed
+    assert table["workclass"].isna().sum() == 7  # '?' is missing
+    assert convert.main(["adult", "--data", str(tmp_path / "adult" / "adult.data"), "--test",
+                         str(tmp_path / "adult" / "adult.test"), "-o", str(tmp_path / "cli.csv")]) == 0
+    assert pd.read_csv(tmp_path / "cli.csv").equals(table)
+    bank = pd.read_csv(bank_layout(_dir(tmp_path / "bank")))
+    assert set(bank["y"]) == {"yes", "no"} and (bank["split"] == "test").sum() == 6
+
+    path = tmp_path / "adult" / "adult.csv"
+    table.loc[table["split"] == "test", "race"] = "Other"  # a category only the test rows have
+    table.to_csv(path, index=False)
+    records = load_records(path, label_column="income")
+    assert len(records) == 30 and {r.modality for r in records} == {"tabular"}
+    train_rows = [r for r in records if r.split == "train"]
+    config = TrainConfig(data=[str(path)], label_column="income", categorical_columns=["education_num"])
+    schema = with_table_schemas(config, train_rows).tokenizer_options["tabular"]["schema"]
+    assert config.tokenizer_options == {}  # the recipe itself is left as given
+    columns = [c["name"] for c in schema["numeric"] + schema["categorical"]]
+    assert "income" not in columns and "split" not in columns and len(columns) == 14
+    assert "education_num" in [c["name"] for c in schema["categorical"]]
+    age = next(c for c in schema["numeric"] if c["name"] == "age")
+    assert age["mean"] == pytest.approx(table.loc[table["split"] == "train", "age"].mean())
+    assert next(c for c in schema["categorical"] if c["name"] == "race")["categories"] == ["White"]
+
+    model = create_model("nano", modalities={"tabular": {"schema": schema}})
+    labels = LabelEncoder.fit("classification", [r.label for r in train_rows])
+    test = ItemDataset([r for r in records if r.split == "test"], model.tokenizer("tabular"), labels)
+    item, target = test[0]
+    assert isinstance(item, TableBatch) and item.num_rows == 1 and int(target) == 0
+    batch, targets = ModalityCollate("tabular")([test[i] for i in range(4)])
+    race = columns.index("race") - len(schema["numeric"])
+    assert batch.num_rows == 4 and targets.tolist() == [0, 1, 0, 1] and (batch.categorical[:, race] == 0).all()
+    assert model.forward_features({"tabular": batch}).tokens.shape[:2] == (4, 15)  # cls + 14 columns
