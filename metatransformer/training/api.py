@@ -35,6 +35,7 @@ from .config import TrainConfig
 from .data import ItemDataset, LabelEncoder, Record, assign_splits, group_by_modality, load_records, make_loader
 from .features import FeatureDataset, cached_features
 from .module import MONITOR, MetaTransformerModule
+from .tables import fit_table_schema, has_table_rows
 
 _logger = logging.getLogger(__name__)
 RUN_INFO = "run.json"
@@ -55,7 +56,6 @@ def with_table_schemas(config: TrainConfig, train_records: Sequence[Record]) -> 
     records are table rows (unless the recipe gives one, or ``--model`` brings its own tokenizers)."""
     if config.model:
         return config
-    from .tables import fit_table_schema, has_table_rows
 
     options = {m: dict(o) for m, o in config.tokenizer_options.items()}
     for modality, records in group_by_modality(train_records).items():

@@ -22,34 +22,14 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..embed import item_loader
 from ..registry import canonical_modality, get_modality, list_modalities, modality_for_suffix
+from .records import SPLIT_ALIASES, Record, normalize_split
+from .tables import TableRow, encode_table_rows, is_table_file, records_from_table
 
 _logger = logging.getLogger(__name__)
 
 Task = Literal["classification", "multilabel", "regression"]
-SPLITS = ("train", "val", "test")
-_SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
-                  "dev": "val", "test": "test", "testing": "test"}
 MANIFEST_SUFFIXES = (".csv", ".tsv", ".jsonl", ".ndjson", ".parquet", ".pq")
 LABEL_SEPARATORS = ("|", ";")
-
-
-@dataclass
-class Record:
-    """One sample: a file path or an in-memory item, its raw label, modality and split (None = unassigned)."""
-
-    source: Any
-    label: Any
-    modality: str
-    split: str | None = None
-
-
-def normalize_split(split: Any) -> str | None:
-    if split is None or (isinstance(split, float) and math.isnan(split)) or split == "":
-        return None
-    key = str(split).strip().lower()
-    if key not in _SPLIT_ALIASES:
-        raise ValueError(f"unknown split {split!r}; use one of {', '.join(SPLITS)} (or valid/validation/dev)")
-    return _SPLIT_ALIASES[key]
 
 
 def infer_modality(path: str | os.PathLike, override: str | None = None) -> str:
@@ -77,7 +57,7 @@ def records_from_folder(root: str | os.PathLike, *, modality: str | None = None)
     modality = canonical_modality(modality) if modality else None
     suffixes = _readable_suffixes(modality)
     subdirs = sorted(p for p in root.iterdir() if p.is_dir())
-    split_dirs = [d for d in subdirs if d.name.lower() in _SPLIT_ALIASES]
+    split_dirs = [d for d in subdirs if d.name.lower() in SPLIT_ALIASES]
     trees = [(normalize_split(d.name), d) for d in split_dirs] if split_dirs and len(split_dirs) == len(subdirs) \
         else [(None, root)]
     records = []
@@ -141,7 +121,6 @@ def load_records(source: Any, *, modality: str | None = None, label_column: str 
     """Records of a folder, a manifest file, a list of records, or a ``{"items", "labels", "modality"}`` dict;
     with ``label_column``, a table file (CSV/TSV/Parquet) gives one record per row (:mod:`.tables`)."""
     if label_column is not None:
-        from .tables import is_table_file, records_from_table
 
         if is_table_file(source):
             return records_from_table(source, label_column=label_column, modality=modality)
@@ -304,7 +283,6 @@ class ItemDataset(Dataset):
         self.targets = [labels.encode(r.label) for r in self.records]
         self.rows = None  # table rows (.tables.TableRow sources): encoded once with the tokenizer's schema
         if self.records and isinstance(self.records[0].source, _table_row_type()):
-            from .tables import encode_table_rows
 
             self.rows = encode_table_rows(self.records, tokenizer)
         self.augment = augment
@@ -352,7 +330,6 @@ class ItemDataset(Dataset):
 
 
 def _table_row_type() -> type:
-    from .tables import TableRow
 
     return TableRow
 

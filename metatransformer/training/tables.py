@@ -19,6 +19,7 @@ import torch
 
 from ..datasets.tabular import TABLE_SUFFIXES, TableBatch, TableSchema, read_table
 from ..registry import canonical_modality
+from .records import Record, normalize_split
 
 SPLIT_COLUMN = "split"
 
@@ -47,8 +48,6 @@ def records_from_table(path: str | os.PathLike, *, label_column: str, modality: 
     Raises:
         ValueError: the label column is absent, or a row has no label.
     """
-    from .data import Record, normalize_split
-
     frame = read_table(path)
     if label_column not in frame.columns:
         raise ValueError(f"{path}: no label column {label_column!r}; the table has {list(frame.columns)}")
