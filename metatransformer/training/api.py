@@ -331,7 +331,7 @@ def rebuild_from_checkpoint(run_dir: str | os.PathLike, ckpt_path: str | os.Path
     config = TrainConfig.from_yaml(run_dir / "config.yaml")
     info = json.loads((run_dir / RUN_INFO).read_text())
     model, _ = build_model(config, LabelEncoder(**info["labels"]), info["modalities"])
-    state = torch.load(ckpt_path, map_location="cpu", weights_only=False)["state_dict"]
+    state = torch.load(ckpt_path, map_location="cpu", weights_only=True)["state_dict"]
     model.load_state_dict({k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}, strict=True)
     return model
 
