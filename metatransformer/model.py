@@ -12,9 +12,11 @@ import torch.nn as nn
 
 from .config import ModelConfig
 from .data2seq import TokenSequence, Tokenizer, create_tokenizer
-from .encoders import EncoderConfig, SharedEncoder, get_encoder_config
+from .encoders import ENCODER_PRESETS, EncoderConfig, SharedEncoder, get_encoder_config
 from .encoders.checkpoint import load_encoder_weights, state_dict_differences
+from .encoders.factory import looks_like_checkpoint_path, read_checkpoint_source
 from .heads import Head, create_head, pool_tokens
+from .pretrained import PretrainedUnavailable, get_pretrained, is_pretrained_name, resolve_pretrained, weights_path
 from .registry import canonical_modality, get_modality
 from .serialization import (
     CONFIG_NAME,
@@ -258,8 +260,6 @@ def _options_of(module: nn.Module, what: str) -> dict[str, Any]:
 
 
 def _resolve_pretrained_dir(name_or_path: str | os.PathLike, revision: str | None) -> Path:
-    from .pretrained import is_pretrained_name
-
     path = Path(name_or_path)
     if path.is_dir():
         if not (path / CONFIG_NAME).is_file():
@@ -328,10 +328,6 @@ def create_model(
     Warns:
         UserWarning: encoder weights were loaded while an image-like tokenizer's stem stays random.
     """
-    from .encoders.factory import looks_like_checkpoint_path, read_checkpoint_source
-    from .pretrained import (PretrainedUnavailable, get_pretrained, is_pretrained_name, resolve_pretrained,
-                             weights_path)
-
     options = ({m: {} for m in modalities} if not isinstance(modalities, Mapping)
                else {m: dict(o) for m, o in modalities.items()})
     options = {get_modality(m).name: o for m, o in options.items()}
@@ -339,7 +335,7 @@ def create_model(
         if checkpoint is not None:
             raise ValueError("a checkpoint was given twice (as preset and checkpoint=)")
         preset, checkpoint = None, preset
-    if isinstance(preset, str) and preset not in _presets() and is_pretrained_name(preset):
+    if isinstance(preset, str) and preset not in ENCODER_PRESETS and is_pretrained_name(preset):
         named = get_pretrained(preset)  # timm: the name gives the architecture, pretrained= the weights
         preset = None
         pretrained = named if pretrained is True else pretrained
@@ -425,12 +421,6 @@ def create_model(
                 "(CLI: --pretrained / --stem-checkpoint); or train the tokenizer before using its embeddings.",
                 UserWarning, stacklevel=2)
     return model
-
-
-def _presets() -> Any:
-    from .encoders.config import ENCODER_PRESETS
-
-    return ENCODER_PRESETS
 
 
 def _has_stem_hook(modality: str) -> bool:

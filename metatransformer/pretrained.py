@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .datasets.image import CLIP_MEAN, CLIP_STD
-from .encoders.config import EncoderConfig, get_encoder_config
+from .encoders.config import ENCODER_PRESETS, EncoderConfig, get_encoder_config
 from .registry import Registry, normalize_name
 from .serialization import CheckpointError
 
@@ -193,7 +193,6 @@ def resolve_pretrained(pretrained: bool | str | PretrainedWeights | None, preset
             raise ValueError("pretrained=True needs a preset name (base, large); name the weights instead "
                              f"({', '.join(list_pretrained())})")
         key = preset or "base"
-        from .encoders.config import ENCODER_PRESETS
         canonical = ENCODER_PRESETS.canonical(key)
         if canonical not in DEFAULT_FOR_PRESET:
             raise ValueError(f"preset {canonical!r} has no published weights; pretrained=True works for "

@@ -8,6 +8,7 @@ from typing import Any, Mapping
 
 import torch
 
+from ..pretrained import get_pretrained, is_pretrained_name, resolve_pretrained, weights_path
 from ..serialization import (
     CONFIG_NAME,
     CheckpointError,
@@ -130,8 +131,6 @@ def create_encoder(
         strict: with a checkpoint, fail on missing or unexpected block keys.
         **overrides: config fields to change (``act="quick_gelu"``, ``final_norm=True``...).
     """
-    from ..pretrained import get_pretrained, is_pretrained_name, resolve_pretrained, weights_path
-
     if looks_like_checkpoint_path(preset):
         if checkpoint is not None:
             raise ValueError("a checkpoint was given twice (as preset and checkpoint=)")
@@ -175,8 +174,6 @@ def convert_checkpoint(
         config: the architecture; by default the directory's, or the preset whose width and depth fit.
         **overrides: config fields, e.g. ``act="quick_gelu"`` for OpenAI CLIP blocks.
     """
-    from ..pretrained import is_pretrained_name
-
     if isinstance(source, str) and not Path(source).exists() and is_pretrained_name(source):
         return save_encoder(create_encoder(config, pretrained=source, **overrides), output_dir)
     return save_encoder(create_encoder(config, checkpoint=read_checkpoint_source(source), **overrides), output_dir)
