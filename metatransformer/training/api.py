@@ -34,6 +34,7 @@ from ..serialization import CheckpointError, is_checkpoint_dir, read_checkpoint_
 from .config import TrainConfig
 from .data import ItemDataset, LabelEncoder, Record, assign_splits, group_by_modality, load_records, make_loader
 from .features import FeatureDataset, cached_features
+from .forecast import WindowDataset, config_records, forecast_head_options, series_channels
 from .module import MONITOR, MetaTransformerModule
 from .tables import fit_table_schema, has_table_rows
 
@@ -42,10 +43,43 @@ RUN_INFO = "run.json"
 
 
 # ------------------------------------------------------------------------------------------- records
+def source_records(config: TrainConfig, source: Any) -> list[Record]:
+    """The records of one data source: samples, table rows, or (task forecast) series windows."""
+    if config.task == "forecast":
+        return config_records(source, config)
+    return load_records(source, modality=config.modality, label_column=config.label_column)
+
+
+def fit_labels(config: TrainConfig, train_records: Sequence[Record]) -> LabelEncoder:
+    """The label encoder of the training records (forecast: the series' channels as its classes)."""
+    if config.task == "forecast":
+        channels = series_channels(train_records)
+        return LabelEncoder("forecast", channels, len(channels))
+    return LabelEncoder.fit(config.task, [r.label for r in train_records])
+
+
+def make_dataset(config: TrainConfig, records: Sequence[Record], tokenizer: torch.nn.Module, labels: LabelEncoder,
+                 *, augment: bool = False) -> Any:
+    """The dataset of one modality's records: forecasting windows, or items read with the modality's pipeline."""
+    if config.task == "forecast":
+        return WindowDataset(records)
+    modality = records[0].modality if records else None
+    return ItemDataset(records, tokenizer, labels, augment=augment, reader_options=config.reader_options.get(modality))
+
+
+def with_series_channels(config: TrainConfig, labels: LabelEncoder, modalities: Sequence[str]) -> TrainConfig:
+    """task forecast: ``config`` with the tokenizers' ``in_chans`` set to the series' channels (unless given)."""
+    if config.task != "forecast" or config.model:
+        return config
+    options = {m: dict(o) for m, o in config.tokenizer_options.items()}
+    for modality in modalities:
+        options.setdefault(modality, {}).setdefault("in_chans", labels.num_outputs)
+    return dataclasses.replace(config, tokenizer_options=options) if options != config.tokenizer_options else config
+
+
 def prepare_records(config: TrainConfig, extra: Sequence[Record] = ()) -> list[Record]:
     """Every record of the recipe's sources (plus ``extra``), each with a split."""
-    records = [r for source in config.data
-               for r in load_records(source, modality=config.modality, label_column=config.label_column)] + list(extra)
+    records = [r for source in config.data for r in source_records(config, source)] + list(extra)
     if not records:
         raise ValueError("no training data: pass --data (folders or manifests) or records")
     return assign_splits(records, val_fraction=config.val_fraction, seed=config.seed)
@@ -90,8 +124,17 @@ def build_model(config: TrainConfig, labels: LabelEncoder, modalities: Sequence[
     Returns:
         (model, the :class:`~metatransformer.pathway.PathwayReport` or None).
     """
-    options = head_options(config, labels)
-    if config.model:
+    options = head_options(config, labels) if config.task != "forecast" else None
+    if config.task == "forecast":  # the head's size depends on the tokenizer: built after it
+        model = MetaTransformer.from_pretrained(config.model) if config.model else \
+            create_model(config.preset, modalities={m: dict(config.tokenizer_options.get(m, {})) for m in modalities},
+                         checkpoint=config.checkpoint, pretrained=config.pretrained)
+        missing = [m for m in modalities if m not in model.tokenizers]
+        if missing:
+            raise ValueError(f"--model {config.model} has no tokenizer for {missing}; it has {model.modalities}")
+        model.heads = torch.nn.ModuleDict({m: create_head(dim=model.encoder.dim, **forecast_head_options(
+            config, model.tokenizer(m), labels.num_outputs)) for m in modalities})
+    elif config.model:
         model = MetaTransformer.from_pretrained(config.model)
         missing = [m for m in modalities if m not in model.tokenizers]
         if missing:
@@ -243,10 +286,11 @@ def train(config: TrainConfig | dict[str, Any], *, records: Sequence[Record] = (
     train_records = [r for r in all_records if r.split == "train"]
     if not train_records:
         raise ValueError("no training records (every record is in the val or test split)")
-    labels = LabelEncoder.fit(config.task, [r.label for r in train_records])
+    labels = fit_labels(config, train_records)
     config = with_table_schemas(config, train_records)  # saved in config.yaml and in the model's tokenizer config
     by_modality = group_by_modality(train_records)
     modalities = list(by_modality)
+    config = with_series_channels(config, labels, modalities)
     model, report = build_model(config, labels, modalities)
     counts = parameter_summary(model)
     text = (f"parameters: {counts['trainable']:,} trainable, {counts['frozen']:,} frozen "
@@ -254,11 +298,9 @@ def train(config: TrainConfig | dict[str, Any], *, records: Sequence[Record] = (
             f"{counts['encoder_trainable']:,}/{counts['encoder']:,}, heads {counts['heads_trainable']:,}/"
             f"{counts['heads']:,} trainable/all)" + (f"\n{report}" if report else ""))
     val_groups = group_by_modality([r for r in all_records if r.split == "val"])
-    train_sets: dict[str, Any] = {m: ItemDataset(rs, model.tokenizer(m), labels, augment=config.augment,
-                                                 reader_options=config.reader_options.get(m))
+    train_sets: dict[str, Any] = {m: make_dataset(config, rs, model.tokenizer(m), labels, augment=config.augment)
                                   for m, rs in by_modality.items()}
-    val_sets: dict[str, Any] = {m: ItemDataset(val_groups[m], model.tokenizer(m), labels,
-                                               reader_options=config.reader_options.get(m))
+    val_sets: dict[str, Any] = {m: make_dataset(config, val_groups[m], model.tokenizer(m), labels)
                                 for m in modalities if m in val_groups}
     probe_info: dict[str, Any] = {}
     probe = config.linear_probe and not config.augment

@@ -26,12 +26,20 @@ class TrainConfig:
                         "[modality], [split]); several sources and modalities may be mixed")
     modality: Optional[str] = _f(None, "modality of every file (default: inferred from each file's suffix or the "
                                        "manifest's modality column)")
-    task: Literal["classification", "multilabel", "regression"] = _f("classification", "task (sets head and metrics)")
+    task: Literal["classification", "multilabel", "regression", "forecast"] = _f(
+        "classification", "task (sets head and metrics); forecast: --data is one long series (ETTh1 layout: a date "
+                          "column + the feature columns) cut into lookback → horizon windows")
     label_column: Optional[str] = _f(None, "table files (CSV/TSV/Parquet) in --data are tables of samples, one per "
                                            "row: this column is the label, a 'split' column (if any) the split, "
                                            "the other columns the features (tabular modality)")
     categorical_columns: list = _f([], "table columns encoded as categories although numeric (string/object "
                                        "columns always are); the schema is fitted on the training rows")
+    lookback: int = _f(96, "forecast: input steps L of a window")
+    horizon: int = _f(96, "forecast: steps H to forecast")
+    window_stride: int = _f(1, "forecast: steps between window starts")
+    split_months: list = _f([12, 4, 4], "forecast: train/val/test months of the series (ETT split)")
+    steps_per_month: int = _f(720, "forecast: steps of a (30-day) month: 720 hourly (ETTh1), 2880 every 15 min "
+                                   "(ETTm1)")
     val_fraction: float = _f(0.2, "share of records without a split that go to validation (seeded, per class)")
     batch_size: int = _f(32, "samples per modality per step and per process")
     num_workers: int = _f(0, "DataLoader worker processes")
@@ -103,6 +111,9 @@ class TrainConfig:
             raise ValueError("--linear-probe trains the heads only: it excludes finetune=full and --unfreeze-last")
         if self.aux_control == "shuffled" and not self.aux:
             raise ValueError("--aux-control shuffled needs --aux (random needs none)")
+        if self.task == "forecast" and (self.linear_probe or self.label_column):
+            raise ValueError("task forecast reads its windows from series files: it excludes --linear-probe and "
+                             "--label-column")
         if self.accumulate < 1:
             raise ValueError(f"accumulate must be >= 1, got {self.accumulate}")
 

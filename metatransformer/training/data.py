@@ -27,7 +27,7 @@ from .tables import TableRow, encode_table_rows, is_table_file, records_from_tab
 
 _logger = logging.getLogger(__name__)
 
-Task = Literal["classification", "multilabel", "regression"]
+Task = Literal["classification", "multilabel", "regression", "forecast"]
 MANIFEST_SUFFIXES = (".csv", ".tsv", ".jsonl", ".ndjson", ".parquet", ".pq")
 LABEL_SEPARATORS = ("|", ";")
 
@@ -405,10 +405,11 @@ class ResumableBatchSampler(Sampler[list[int]]):
 def make_loader(dataset: Dataset, *, batch_size: int, shuffle: bool, seed: int, num_workers: int = 0,
                 drop_last: bool = False, rank: int = 0, world_size: int = 1) -> DataLoader:
     """A DataLoader over ``dataset`` with a :class:`ResumableBatchSampler` and the modality's collate
-    (an :class:`ItemDataset`) or the default one (cached features)."""
+    (an :class:`ItemDataset`, or a dataset with ``modality_collate``) or the default one (cached features)."""
     sampler = ResumableBatchSampler(len(dataset), batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last,
                                     rank=rank, world_size=world_size)
-    return DataLoader(dataset, batch_sampler=sampler, collate_fn=ModalityCollate(dataset.modality) if isinstance(dataset, ItemDataset) else None,
+    modality_collate = isinstance(dataset, ItemDataset) or getattr(dataset, "modality_collate", False)
+    return DataLoader(dataset, batch_sampler=sampler, collate_fn=ModalityCollate(dataset.modality) if modality_collate else None,
                       num_workers=num_workers, persistent_workers=False,
                       worker_init_fn=_seed_worker if num_workers else None)
 

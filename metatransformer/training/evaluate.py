@@ -14,9 +14,10 @@ from torchmetrics.functional import classification as C
 from ..embed import to_device
 from ..model import MetaTransformer
 from ..serialization import CheckpointError
-from .api import RUN_INFO, load_run_model
+from .api import RUN_INFO, load_run_model, make_dataset, source_records
 from .config import TrainConfig
-from .data import ItemDataset, LabelEncoder, group_by_modality, load_records, make_loader, assign_splits
+from .data import ItemDataset, LabelEncoder, group_by_modality, make_loader, assign_splits
+from .forecast import forecast_outputs
 
 
 def compute_metrics(task: str, outputs: torch.Tensor, target: torch.Tensor, classes: Sequence[str]) -> dict[str, Any]:
@@ -49,6 +50,11 @@ def compute_metrics(task: str, outputs: torch.Tensor, target: torch.Tensor, clas
             "per_class": [{"class": c, "AP": float(per_ap[i]), "support": int(target[:, i].sum())}
                           for i, c in enumerate(classes)],
         }
+    if task == "forecast":  # (n, horizon, channels): the errors of every step and channel, and per channel
+        error = outputs - target.float()
+        return {"MAE": float(error.abs().mean()), "MSE": float(error.pow(2).mean()),
+                "per_class": [{"class": c, "MAE": float(error[..., i].abs().mean()),
+                               "MSE": float(error[..., i].pow(2).mean())} for i, c in enumerate(classes)]}
     outputs = outputs.reshape(target.shape)
     return {"MAE": float(torchmetrics.functional.mean_absolute_error(outputs, target.float())),
             "MSE": float(torchmetrics.functional.mean_squared_error(outputs, target.float()))}
@@ -56,12 +62,16 @@ def compute_metrics(task: str, outputs: torch.Tensor, target: torch.Tensor, clas
 
 @torch.inference_mode()
 def predict(model: MetaTransformer, dataset: ItemDataset, *, batch_size: int = 32, num_workers: int = 0,
-            device: str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
-    """Head outputs and targets of every item (the head named after the modality)."""
+            device: str = "cpu", forecast: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Head outputs and targets of every item (the head named after the modality); ``forecast``: the forecast
+    head de-normalised with the tokenizer's per-window statistics, as in training."""
     model.eval().to(device)
     outputs, targets = [], []
     for batch, target in make_loader(dataset, batch_size=batch_size, shuffle=False, seed=0, num_workers=num_workers):
-        outputs.append(model(dataset.modality, to_device(batch, torch.device(device)), head=dataset.modality).float().cpu())
+        batch = to_device(batch, torch.device(device))
+        output = forecast_outputs(model, dataset.modality, batch) if forecast else \
+            model(dataset.modality, batch, head=dataset.modality)
+        outputs.append(output.float().cpu())
         targets.append(target)
     return torch.cat(outputs), torch.cat(targets)
 
@@ -172,7 +182,7 @@ def evaluate_run(run_dir: str | Path, *, data: Sequence[str] | None = None, spli
     labels = LabelEncoder(**info["labels"])
     model, model_name = load_run_model(run_dir, checkpoint)
     sources = list(data) if data else config.data
-    records = [r for s in sources for r in load_records(s, modality=config.modality, label_column=config.label_column)]
+    records = [r for s in sources for r in source_records(config, s)]
     records = assign_splits(records, val_fraction=config.val_fraction if not data else 0.0, seed=config.seed)
     present = {r.split for r in records}
     if split is None:  # the run's test split, else its val split; other data without splits: all of it
@@ -184,9 +194,9 @@ def evaluate_run(run_dir: str | Path, *, data: Sequence[str] | None = None, spli
     out.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {"run_dir": str(run_dir), "split": split, "model": model_name, "modalities": {}}
     for modality, rs in group_by_modality(chosen).items():
-        dataset = ItemDataset(rs, model.tokenizer(modality), labels,
-                              reader_options=config.reader_options.get(modality))
-        outputs, targets = predict(model, dataset, batch_size=batch_size or config.batch_size, device=device)
+        dataset = make_dataset(config, rs, model.tokenizer(modality), labels)
+        outputs, targets = predict(model, dataset, batch_size=batch_size or config.batch_size, device=device,
+                                   forecast=labels.task == "forecast")
         res = {"count": len(rs), **compute_metrics(labels.task, outputs, targets, labels.classes)}
         if "confusion_matrix" in res:
             res["confusion_png"] = str(plot_confusion(res["confusion_matrix"], labels.classes,

@@ -14,9 +14,11 @@ from ..data2seq import TokenSequence
 from ..model import MetaTransformer
 from ..pathway import pathway_param_groups
 from .config import TrainConfig
+from .forecast import forecast_outputs
 
 # metric that picks the best checkpoint, and whether higher is better
-MONITOR = {"classification": ("acc", "max"), "multilabel": ("map", "max"), "regression": ("mae", "min")}
+MONITOR = {"classification": ("acc", "max"), "multilabel": ("map", "max"), "regression": ("mae", "min"),
+           "forecast": ("mae", "min")}
 
 
 def task_metrics(task: str, num_outputs: int) -> MetricCollection:
@@ -38,6 +40,8 @@ def metric_inputs(task: str, outputs: torch.Tensor, target: torch.Tensor) -> tup
     outputs = outputs.float()
     if task == "multilabel":
         return outputs.sigmoid(), target.long()
+    if task == "forecast":
+        return outputs, target.float()
     if task == "regression":
         return outputs.reshape(target.shape) if outputs.numel() == target.numel() else outputs, target.float()
     return outputs, target
@@ -74,6 +78,8 @@ class MetaTransformerModule(pl.LightningModule):
         return self.model.forward_features({modality: batch})
 
     def outputs_of(self, modality: str, batch: Any) -> torch.Tensor:
+        if self.task == "forecast":  # the forecast on the windows' scale (RevIN statistics of the tokenizer)
+            return forecast_outputs(self.model, modality, batch, self.features_of(modality, batch))
         return self.model.heads[modality](self.features_of(modality, batch))
 
     def forward(self, modality: str, batch: Any) -> torch.Tensor:

@@ -246,18 +246,37 @@ def bank_layout(root: Path) -> Path:
                                root / "bank.csv")
 
 
+ETT_COLUMNS = ("HUFL", "HULL", "MUFL", "MULL", "LUFL", "LULL", "OT")
+
+
+def etth1_layout(root: Path, rows: int = 130) -> Path:
+    """``ETTh1.csv``: a ``date`` column (hourly, '2016-07-01 00:00:00') + the 7 load/oil-temperature columns."""
+    import pandas as pd
+
+    t = np.arange(rows)
+    frame = pd.DataFrame({"date": pd.date_range("2016-07-01", periods=rows, freq="h").strftime("%Y-%m-%d %H:%M:%S")})
+    for k, name in enumerate(ETT_COLUMNS):
+        frame[name] = (5 + k + 2 * np.sin(2 * np.pi * t / 24 + k) + RNG.normal(0, 0.1, rows)).round(3)
+    frame.to_csv(root / "ETTh1.csv", index=False)
+    return root / "ETTh1.csv"
+
+
 LAYOUTS = {"imagenet1k": imagenet_layout, "chest_xray_tb": tb_layout, "regdb_infrared": regdb_layout,
            "linear_probe_image": folder_layout, "speech_commands_v2": speech_commands_layout,
            "modelnet40": modelnet40_layout, "ucr_timeseries": ucr_layout, "uea_basicmotions_imu": basicmotions_layout,
            "indian_pines": indian_pines_layout, "ucf101": ucf101_layout, "glue_mrpc": mrpc_layout,
-           "pcqm4m_graph": graph_layout, "adult": adult_layout, "bank_marketing": bank_layout}
+           "pcqm4m_graph": graph_layout, "adult": adult_layout, "bank_marketing": bank_layout,
+           "etth1": etth1_layout}
 # nano-sized tokenizer options laid over each recipe's own (the recipe keeps its reference sizes)
 NANO = {**{m: {"img_size": 16, "patch_size": 8} for m in ("image", "xray", "infrared")},
         "audio": {"target_length": 32}, "point_cloud": {"num_points": 64, "num_groups": 16, "group_size": 8},
         "hyperspectral": {"num_bands": 30}, "video": {"num_frames": 4, "img_size": 16, "patch_size": 8},
         "text": {"max_length": 32}, "graph": {"num_eigenvectors": 4}, "imu": {"patch_size": 5}}
+# recipe settings scaled down with the data (etth1: 6-step "months", so 72/24/24 steps of 8 → 4 windows)
+SMALL = {"etth1": {"lookback": 8, "horizon": 4, "steps_per_month": 6}}
 # what evaluate must report per task
-EVAL_KEYS = {"classification": {"accuracy", "macro_f1", "OA", "AA", "kappa"}, "regression": {"MAE", "MSE"}}
+EVAL_KEYS = {"classification": {"accuracy", "macro_f1", "OA", "AA", "kappa"}, "regression": {"MAE", "MSE"},
+             "forecast": {"MAE", "MSE"}}
 
 
 def test_every_recipe_has_a_generated_layout():
@@ -273,7 +292,8 @@ def test_recipe_runs(recipe, tmp_path):
                for m in {*reference.tokenizer_options, *NANO}}
     config = TrainConfig.from_yaml(recipe, data=[str(data)], preset="nano", checkpoint=None, epochs=1,
                                    batch_size=4, accumulate=1, num_workers=0, warmup_steps=0, logger="csv",
-                                   precision="32-true", run_dir=str(tmp_path / "run"), tokenizer_options=options)
+                                   precision="32-true", run_dir=str(tmp_path / "run"), tokenizer_options=options,
+                                   **SMALL.get(recipe.stem, {}))
     result = train(config)
     assert (tmp_path / "run" / "model" / "config.json").is_file()
     assert result.info["splits"]["train"] > 0 and "train/loss" in result.metrics
@@ -416,3 +436,32 @@ def test_table_converters_and_row_records(tmp_path):
     race = columns.index("race") - len(schema["numeric"])
     assert batch.num_rows == 4 and targets.tolist() == [0, 1, 0, 1] and (batch.categorical[:, race] == 0).all()
     assert model.forward_features({"tabular": batch}).tokens.shape[:2] == (4, 15)  # cls + 14 columns
+
+
+def test_forecast_windows_records(tmp_path):
+    """ETTh1 layout → ett_splits windows as records (train statistics standardise every split), window items
+    collated by the time_series collate, and the forecast head sized by the tokenizer's tokens."""
+    from metatransformer import create_model
+    from metatransformer.training.api import fit_labels, make_dataset, prepare_records
+    from metatransformer.training.data import ModalityCollate
+    from metatransformer.training.forecast import forecast_head_options
+
+    config = TrainConfig(data=[str(etth1_layout(tmp_path))], task="forecast", lookback=8, horizon=4,
+                         window_stride=2, steps_per_month=6)
+    records = prepare_records(config)
+    counts = {s: sum(r.split == s for r in records) for s in ("train", "val", "test")}
+    assert counts == {"train": 31, "val": 11, "test": 11}  # (72 - 12) // 2 + 1; (24 + 8 - 12) // 2 + 1
+    train = [r for r in records if r.split == "train"]
+    labels = fit_labels(config, train)
+    assert labels.task == "forecast" and labels.classes == list(ETT_COLUMNS) and labels.num_outputs == 7
+    window, target = make_dataset(config, train, None, labels)[1]
+    assert window.shape == (8, 7) and target.shape == (4, 7)
+    series = train[0].source.windows.series
+    assert torch.allclose(series.mean(0), torch.zeros(7), atol=1e-5) and torch.equal(window, series[2:10])
+    batch, targets = ModalityCollate("time_series")([make_dataset(config, train, None, labels)[i] for i in range(3)])
+    assert batch.values.shape == (3, 8, 7) and targets.shape == (3, 4, 7)
+    model = create_model("nano", modalities={"time_series": {"in_chans": 7, "tokens": "patch", "patch_len": 4,
+                                                             "patch_stride": 2}})
+    assert forecast_head_options(config, model.tokenizer("time_series"), 7)["num_tokens"] == 4
+    with pytest.raises(ValueError, match="forecast"):
+        TrainConfig(task="forecast", linear_probe=True)
