@@ -41,9 +41,17 @@ def effective_weight(weight: torch.Tensor, scales: Sequence[torch.Tensor], aux_w
     """
     dtype = _accumulate_dtype(weight)
     merged = weight.to(dtype)
-    for scale, aux in zip(scales, aux_weights):
-        merged = merged + _expand_scale(scale, merged.shape[0], dtype) * aux.to(dtype)
+    for scale, aux in zip(scales, aux_weights):  # addcmul: one pass over the weights, no (o, i) temporary
+        merged = torch.addcmul(merged, _expand_scale(scale, merged.shape[0], dtype), aux.to(dtype))
     return merged
+
+
+def _group_dot(a: torch.Tensor, b: torch.Tensor, groups: int) -> torch.Tensor:
+    """(groups,) inner products of ``groups`` consecutive row blocks of two (o, i) tensors; one group is a
+    BLAS dot with no (o, i) temporary."""
+    if groups == 1:
+        return torch.dot(a.reshape(-1), b.reshape(-1)).reshape(1)
+    return torch.linalg.vecdot(a.reshape(groups, -1), b.reshape(groups, -1))
 
 
 def _compute_dtype(x: torch.Tensor) -> torch.dtype:
@@ -92,7 +100,7 @@ class _PathwayLinearFunction(torch.autograd.Function):
                 grad_w = grad_eff.to(weight.dtype)
             for k, (scale, aux) in enumerate(zip(scales, aux_weights)):
                 if needs_scales[k]:  # dL/dλ = <dL/dW_eff, W_aux> per group of rows
-                    grad_scales[k] = (grad_eff * aux.to(accumulate)).reshape(scale.numel(), -1).sum(1).to(scale.dtype)
+                    grad_scales[k] = _group_dot(grad_eff, aux.to(accumulate), scale.numel()).to(scale.dtype)
                 if needs_aux[k]:
                     grad_aux[k] = (_expand_scale(scale, grad_eff.shape[0], accumulate) * grad_eff).to(aux.dtype)
         if needs_b:
