@@ -384,16 +384,76 @@ def ett_splits(
             (:func:`read_time_series` drops it).
 
     Raises:
-        ValueError: the series is shorter than the three parts.
+        ValueError: the series is shorter than the three parts, or a part holds no window.
     """
     borders = np.cumsum([0, *[m * steps_per_month for m in months]])
     if series.shape[0] < borders[-1]:
         raise ValueError(f"the split needs {borders[-1]} steps ({'/'.join(map(str, months))} months of "
                          f"{steps_per_month}), the series has {series.shape[0]}")
-    train = series[:borders[1]]
-    mean, std = train.mean(0), train.std(0).clamp_min(1e-8)
+    return _split_at(series, [int(b) for b in borders], lookback=lookback, horizon=horizon, standardize=standardize)
+
+
+def check_split_ratios(ratios: Sequence[float]) -> tuple[float, float, float]:
+    """``ratios`` as three floats (train, val, test): positive, summing to 1.
+
+    Raises:
+        ValueError: anything else, naming what was given.
+    """
+    try:
+        values = tuple(float(r) for r in ratios)
+    except (TypeError, ValueError):
+        values = ()
+    if len(values) != 3 or not all(v > 0 for v in values) or not math.isclose(sum(values), 1.0, abs_tol=1e-6):
+        raise ValueError(f"split ratios must be three positive fractions (train, val, test) summing to 1, "
+                         f"e.g. [0.7, 0.1, 0.2]; got {ratios!r}")
+    return values  # type: ignore[return-value]
+
+
+def ratio_splits(
+        series: torch.Tensor,
+        *,
+        lookback: int = 96,
+        horizon: int = 96,
+        ratios: Sequence[float] = (0.7, 0.1, 0.2),
+        standardize: bool = True,
+) -> ForecastSplits:
+    """The split of Autoformer's ``Dataset_Custom`` (Wu et al. 2021; Traffic, Weather, Exchange, Electricity)
+    of a long series of ``n`` steps into forecasting windows.
+
+    ``Dataset_Custom.__read_data__`` in thuml/Autoformer ``data_provider/data_loader.py`` (the same in
+    thuml/Time-Series-Library) computes ``num_train = int(n * 0.7)``, ``num_test = int(n * 0.2)``,
+    ``num_vali = n - num_train - num_test``, ``border1s = [0, num_train - seq_len, n - num_test - seq_len]``,
+    ``border2s = [num_train, num_train + num_vali, n]`` and fits its ``StandardScaler`` on
+    ``data[0:num_train]``. Here train is ``int(n · ratios[0])`` steps, test the last ``int(n · ratios[2])``,
+    validation the rest between them (``ratios[1]`` of the series up to rounding); validation and test
+    windows start ``lookback`` (``seq_len``) steps early, and with ``standardize`` every channel is
+    standardised with the training part's mean and std (returned).
+
+    Args:
+        series: (length, channels), e.g. ``weather.csv``'s 21 columns after ``date``.
+        ratios: train, val, test fractions (see :func:`check_split_ratios`).
+
+    Raises:
+        ValueError: bad ratios, or a part too short for one window.
+    """
+    train, _, test = check_split_ratios(ratios)
+    n = series.shape[0]
+    borders = [0, int(n * train), n - int(n * test), n]
+    return _split_at(series, borders, lookback=lookback, horizon=horizon, standardize=standardize)
+
+
+def _split_at(series: torch.Tensor, borders: Sequence[int], *, lookback: int, horizon: int,
+              standardize: bool) -> ForecastSplits:
+    """Windows of the parts between ``borders`` (train, val, test), val and test starting ``lookback`` steps
+    before their border, standardised with the training part's statistics."""
+    for name, lo, hi in zip(("train", "val", "test"), borders[:-1], borders[1:]):
+        need = horizon + lookback * (name == "train")  # val/test borrow their lookback from the part before
+        if hi - lo < need:
+            raise ValueError(f"the {name} part has {hi - lo} steps, too few for one {lookback} → {horizon} window")
+    train = series[borders[0]:borders[1]]
+    # population std, as the sklearn StandardScaler the reference loaders fit
+    mean, std = train.mean(0), train.std(0, correction=0).clamp_min(1e-8)
     data = (series - mean) / std if standardize else series
-    parts = [data[max(0, int(lo) - lookback * (i > 0)):int(hi)]
-             for i, (lo, hi) in enumerate(zip(borders[:-1], borders[1:]))]
-    windows = [ForecastWindows(part, lookback=lookback, horizon=horizon) for part in parts]
+    starts = [borders[0], borders[1] - lookback, borders[2] - lookback]
+    windows = [ForecastWindows(data[lo:hi], lookback=lookback, horizon=horizon) for lo, hi in zip(starts, borders[1:])]
     return ForecastSplits(*windows, mean=mean, std=std)

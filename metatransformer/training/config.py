@@ -10,6 +10,10 @@ from typing import Any, Literal, Optional
 
 import yaml
 
+from ..datasets.time_series import check_split_ratios
+
+SPLIT_MONTHS, STEPS_PER_MONTH = (12, 4, 4), 720  # the ETT split, the default of task forecast
+
 
 def _f(default: Any, help: str, **kwargs: Any) -> Any:  # noqa: A002 - argparse's word
     if isinstance(default, (list, dict)):
@@ -37,9 +41,12 @@ class TrainConfig:
     lookback: int = _f(96, "forecast: input steps L of a window")
     horizon: int = _f(96, "forecast: steps H to forecast")
     window_stride: int = _f(1, "forecast: steps between window starts")
-    split_months: list = _f([12, 4, 4], "forecast: train/val/test months of the series (ETT split)")
-    steps_per_month: int = _f(720, "forecast: steps of a (30-day) month: 720 hourly (ETTh1), 2880 every 15 min "
-                                   "(ETTm1)")
+    split_months: list = _f(list(SPLIT_MONTHS), "forecast: train/val/test months of the series (ETT split)")
+    steps_per_month: int = _f(STEPS_PER_MONTH, "forecast: steps of a (30-day) month: 720 hourly (ETTh1), 2880 every "
+                                               "15 min (ETTm1)")
+    split_ratios: Optional[list] = _f(None, "forecast: train/val/test fractions of the series instead of the month "
+                                            "split (Autoformer's Dataset_Custom: 0.7 0.1 0.2 for Traffic, Weather, "
+                                            "Exchange)")
     val_fraction: float = _f(0.2, "share of records without a split that go to validation (seeded, per class)")
     batch_size: int = _f(32, "samples per modality per step and per process")
     num_workers: int = _f(0, "DataLoader worker processes")
@@ -114,6 +121,11 @@ class TrainConfig:
         if self.task == "forecast" and (self.linear_probe or self.label_column):
             raise ValueError("task forecast reads its windows from series files: it excludes --linear-probe and "
                              "--label-column")
+        if self.split_ratios is not None:
+            self.split_ratios = list(check_split_ratios(self.split_ratios))
+            if [float(m) for m in self.split_months] != list(SPLIT_MONTHS) or self.steps_per_month != STEPS_PER_MONTH:
+                raise ValueError("--split-ratios replaces the month split: leave --split-months and --steps-per-month "
+                                 "at their defaults")
         if self.accumulate < 1:
             raise ValueError(f"accumulate must be >= 1, got {self.accumulate}")
 

@@ -209,7 +209,7 @@ def evaluate_run(run_dir: str | Path, *, data: Sequence[str] | None = None, spli
     curves = plot_curves(run_dir, out / "curves.png")
     results["curves_png"] = str(curves) if curves else None
     (out / "results.json").write_text(json.dumps(results, indent=2, default=_json_default) + "\n")
-    (out / "results.md").write_text(_markdown(results))
+    (out / "results.md").write_text(_markdown(results), encoding="utf-8")  # names need not be ASCII (weather.csv)
     results["output"] = str(out)
     return results
 

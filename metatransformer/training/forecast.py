@@ -1,13 +1,15 @@
 """Forecasting data (``task: forecast``): sliding (lookback → horizon) windows over one long series.
 
 A series file in the ETTh1 layout (a ``date`` column + the feature columns, one row per step; any file
-:func:`~metatransformer.datasets.time_series.read_time_series` reads) is cut by
-:func:`~metatransformer.datasets.time_series.ett_splits` into train/val/test parts of
-``split_months`` months of ``steps_per_month`` steps (12/4/4 months of 720 hours for ETTh1), every channel
-standardised with the training part's mean and std. Each :class:`~metatransformer.datasets.ForecastWindows`
-window (every ``window_stride`` steps) is one :class:`Record` whose source is a :class:`SeriesWindow`; items
-are (lookback, channels) windows, targets the next (horizon, channels) steps, collated by the modality's
-collate. Errors (MSE/MAE) are on the standardised scale, as in the ETT literature.
+:func:`~metatransformer.datasets.time_series.read_time_series` reads) is cut into train/val/test parts by
+:func:`~metatransformer.datasets.time_series.ett_splits` (``split_months`` months of ``steps_per_month`` steps:
+12/4/4 months of 720 hours for ETTh1) or, with ``split_ratios``, by
+:func:`~metatransformer.datasets.time_series.ratio_splits` (Autoformer's fractions of the series: 0.7/0.1/0.2
+for Traffic, Weather, Exchange), every channel standardised with the training part's mean and std. Each
+:class:`~metatransformer.datasets.ForecastWindows` window (every ``window_stride`` steps) is one :class:`Record`
+whose source is a :class:`SeriesWindow`; items are (lookback, channels) windows, targets the next (horizon,
+channels) steps, collated by the modality's collate. Errors (MSE/MAE) are on the standardised scale, as in the
+ETT literature.
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from typing import Any, Sequence
 import torch
 from torch.utils.data import Dataset
 
-from ..datasets.time_series import TIME_COLUMNS, ForecastWindows, ett_splits, read_time_series
+from ..datasets.time_series import TIME_COLUMNS, ForecastWindows, ett_splits, ratio_splits, read_time_series
 from ..registry import canonical_modality
 from .records import SPLITS, Record
 
@@ -52,14 +54,16 @@ def channel_names(path: str | os.PathLike, count: int) -> list[str]:
 
 def records_from_series(path: str | os.PathLike, *, lookback: int, horizon: int, stride: int = 1,
                         steps_per_month: int = 30 * 24, months: Sequence[int] = (12, 4, 4),
-                        modality: str | None = None) -> list[Record]:
-    """One record per forecasting window of the series in ``path``, split train/val/test by
-    :func:`ett_splits` (standardised with the training part's statistics)."""
+                        ratios: Sequence[float] | None = None, modality: str | None = None) -> list[Record]:
+    """One record per forecasting window of the series in ``path``, split train/val/test by :func:`ett_splits`
+    (``months``), or by :func:`ratio_splits` when ``ratios`` are given, standardised with the training part's
+    statistics."""
     if len(months) != 3:
         raise ValueError(f"split_months must be 3 numbers (train, val, test months), got {list(months)}")
     series = read_time_series(path)
-    splits = ett_splits(series, lookback=lookback, horizon=horizon, steps_per_month=steps_per_month,
-                        months=tuple(int(m) for m in months))
+    splits = ratio_splits(series, lookback=lookback, horizon=horizon, ratios=ratios) if ratios is not None else \
+        ett_splits(series, lookback=lookback, horizon=horizon, steps_per_month=steps_per_month,
+                   months=tuple(int(m) for m in months))
     names = tuple(channel_names(path, series.shape[1]))
     name = canonical_modality(modality or "time_series")
     records = []
@@ -75,7 +79,7 @@ def config_records(source: Any, config: Any) -> list[Record]:
         return list(source)
     return records_from_series(source, lookback=config.lookback, horizon=config.horizon,
                                stride=config.window_stride, steps_per_month=config.steps_per_month,
-                               months=config.split_months, modality=config.modality)
+                               months=config.split_months, ratios=config.split_ratios, modality=config.modality)
 
 
 def series_channels(records: Sequence[Record]) -> list[str]:

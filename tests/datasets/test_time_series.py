@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from metatransformer.datasets import ReadError, ett_splits, read, read_time_series, read_ts
+from metatransformer.datasets import ReadError, ett_splits, ratio_splits, read, read_time_series, read_ts
 
 pandas = pytest.importorskip("pandas")
 
@@ -185,7 +185,7 @@ def test_ett_split_is_12_4_4_months_with_train_statistics():
     assert len(splits.val) == len(splits.test) == 2880 - horizon + 1
     train_part = series[:8640].numpy()
     np.testing.assert_allclose(splits.mean.numpy(), train_part.mean(0), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(splits.std.numpy(), train_part.std(0, ddof=1), rtol=1e-5)
+    np.testing.assert_allclose(splits.std.numpy(), train_part.std(0), rtol=1e-5)  # StandardScaler: ddof 0
     x, y = splits.val[0]
     standard = (series - splits.mean) / splits.std
     assert torch.equal(x, standard[8640 - lookback:8640]) and torch.equal(y, standard[8640:8640 + horizon])
@@ -193,3 +193,61 @@ def test_ett_split_is_12_4_4_months_with_train_statistics():
     assert torch.equal(y, standard[14400 - horizon:14400]) and x.shape == (lookback, 7)
     with pytest.raises(ValueError, match="14400 steps"):
         ett_splits(series[:1000])
+
+
+def _dataset_custom(data: np.ndarray, seq_len: int) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    """Autoformer's ``Dataset_Custom.__read_data__`` (features='M', scale=True) in numpy: the scaled
+    ``data_x`` of train, val, test and the scaler's mean and (population) std."""
+    num_train = int(len(data) * 0.7)
+    num_test = int(len(data) * 0.2)
+    num_vali = len(data) - num_train - num_test
+    border1s = [0, num_train - seq_len, len(data) - num_test - seq_len]
+    border2s = [num_train, num_train + num_vali, len(data)]
+    train_data = data[border1s[0]:border2s[0]]
+    mean, scale = train_data.mean(0), train_data.std(0)
+    scaled = (data - mean) / scale
+    return [scaled[b1:b2] for b1, b2 in zip(border1s, border2s)], mean, scale
+
+
+@pytest.mark.parametrize("steps", [701, 997, 1000, 5273])
+def test_ratio_split_matches_dataset_custom(steps):
+    """Borders, scaler and windows of Autoformer's Dataset_Custom (Traffic/Weather/Exchange), odd lengths too:
+    its __len__ is len(data_x) - seq_len - pred_len + 1, item i is data_x[i:i+seq_len], data_x[i+seq_len:...]."""
+    lookback, horizon = 96, 24
+    rng = np.random.default_rng(steps)
+    data = (rng.standard_normal((steps, 3)) * [1, 10, 0.1] + [0, 5, -2]).astype(np.float32)
+    splits = ratio_splits(torch.from_numpy(data), lookback=lookback, horizon=horizon)
+    parts, mean, scale = _dataset_custom(data.astype(np.float64), lookback)
+    np.testing.assert_allclose(splits.mean.numpy(), mean, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(splits.std.numpy(), scale, rtol=1e-5)
+    for windows, part in zip((splits.train, splits.val, splits.test), parts):
+        assert windows.series.shape == part.shape and len(windows) == len(part) - lookback - horizon + 1
+        np.testing.assert_allclose(windows.series.numpy(), part, rtol=1e-4, atol=1e-5)
+        x, y = windows[len(windows) - 1]
+        np.testing.assert_allclose(y.numpy(), part[-horizon:], rtol=1e-4, atol=1e-5)
+    x, y = splits.test[0]  # the first test target starts at the test border
+    standard = (torch.from_numpy(data) - splits.mean) / splits.std
+    border = steps - int(steps * 0.2)
+    assert torch.equal(y, standard[border:border + horizon]) and torch.equal(x, standard[border - lookback:border])
+
+
+def test_ratio_split_other_ratios_and_raw_values():
+    series = torch.arange(200.0).unsqueeze(1)
+    splits = ratio_splits(series, lookback=10, horizon=5, ratios=[0.6, 0.25, 0.15], standardize=False)
+    assert [len(w.series) for w in (splits.train, splits.val, splits.test)] == [120, 10 + 50, 10 + 30]
+    assert splits.val[0][1][0].item() == 120.0 and splits.test[0][1][0].item() == 170.0
+    assert splits.mean.item() == pytest.approx(59.5)
+
+
+@pytest.mark.parametrize("ratios", [(0.7, 0.3), (0.7, 0.1, 0.1, 0.1), (0.7, 0.3, 0.0), (0.5, 0.3, 0.3),
+                                    (-0.1, 0.9, 0.2), (0.7, float("nan"), 0.3), ("a", 0.5, 0.5), 0.7])
+def test_bad_split_ratios_raise(ratios):
+    with pytest.raises(ValueError, match="three positive fractions"):
+        ratio_splits(torch.zeros(1000, 2), ratios=ratios)
+
+
+def test_a_split_part_too_short_for_a_window_raises():
+    with pytest.raises(ValueError, match="the val part has 10 steps, too few for one 8 → 12 window"):
+        ratio_splits(torch.zeros(100, 2), lookback=8, horizon=12)
+    with pytest.raises(ValueError, match="the train part has 70 steps"):
+        ratio_splits(torch.zeros(100, 2), lookback=96, horizon=4)

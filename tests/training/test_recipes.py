@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -261,19 +262,66 @@ def etth1_layout(root: Path, rows: int = 130) -> Path:
     return root / "ETTh1.csv"
 
 
+# the feature columns of Autoformer's weather.csv, its garbled units (U+FFFD) included
+WEATHER_COLUMNS = ("p (mbar)", "T (degC)", "Tpot (K)", "Tdew (degC)", "rh (%)", "VPmax (mbar)", "VPact (mbar)",
+                   "VPdef (mbar)", "sh (g/kg)", "H2OC (mmol/mol)", "rho (g/m**3)", "wv (m/s)", "max. wv (m/s)",
+                   "wd (deg)", "rain (mm)", "raining (s)", "SWDR (W/m\ufffd)", "PAR (\ufffdmol/m\ufffd/s)",
+                   "max. PAR (\ufffdmol/m\ufffd/s)", "Tlog (degC)", "OT")
+
+
+def _autoformer_csv(path: Path, dates: list[str], columns: Sequence[str]) -> Path:
+    """An Autoformer ``all_six_datasets`` file: ``date`` + the features, the target ``OT`` last."""
+    import pandas as pd
+
+    t = np.arange(len(dates))[:, None]
+    k = np.arange(len(columns))
+    values = 1 + k + np.sin(2 * np.pi * t / 24 + k) + RNG.normal(0, 0.1, (len(dates), len(columns)))
+    frame = pd.DataFrame(values.round(4), columns=list(columns))
+    frame.insert(0, "date", dates)
+    frame.to_csv(path, index=False)
+    return path
+
+
+def traffic_layout(root: Path, rows: int = 100) -> Path:
+    """``traffic.csv``: hourly from '2016-07-01 02:00:00', occupancy of 862 sensors '0' ... '860', 'OT'."""
+    import pandas as pd
+
+    dates = pd.date_range("2016-07-01 02:00", periods=rows, freq="h").strftime("%Y-%m-%d %H:%M:%S")
+    return _autoformer_csv(root / "traffic.csv", list(dates), [*map(str, range(861)), "OT"])
+
+
+def weather_layout(root: Path, rows: int = 100) -> Path:
+    """``weather.csv``: every 10 minutes from '2020-01-01 00:10:00', 21 meteorological columns."""
+    import pandas as pd
+
+    dates = pd.date_range("2020-01-01 00:10", periods=rows, freq="10min").strftime("%Y-%m-%d %H:%M:%S")
+    return _autoformer_csv(root / "weather.csv", list(dates), WEATHER_COLUMNS)
+
+
+def exchange_rate_layout(root: Path, rows: int = 100) -> Path:
+    """``exchange_rate.csv``: daily from '1990/1/1 0:00', the rates of 8 countries '0' ... '6', 'OT'."""
+    import pandas as pd
+
+    dates = [f"{d.year}/{d.month}/{d.day} 0:00" for d in pd.date_range("1990-01-01", periods=rows, freq="D")]
+    return _autoformer_csv(root / "exchange_rate.csv", dates, [*map(str, range(7)), "OT"])
+
+
 LAYOUTS = {"imagenet1k": imagenet_layout, "chest_xray_tb": tb_layout, "regdb_infrared": regdb_layout,
            "linear_probe_image": folder_layout, "speech_commands_v2": speech_commands_layout,
            "modelnet40": modelnet40_layout, "ucr_timeseries": ucr_layout, "uea_basicmotions_imu": basicmotions_layout,
            "indian_pines": indian_pines_layout, "ucf101": ucf101_layout, "glue_mrpc": mrpc_layout,
            "pcqm4m_graph": graph_layout, "adult": adult_layout, "bank_marketing": bank_layout,
-           "etth1": etth1_layout}
+           "etth1": etth1_layout, "traffic": traffic_layout, "weather": weather_layout,
+           "exchange_rate": exchange_rate_layout}
 # nano-sized tokenizer options laid over each recipe's own (the recipe keeps its reference sizes)
 NANO = {**{m: {"img_size": 16, "patch_size": 8} for m in ("image", "xray", "infrared")},
         "audio": {"target_length": 32}, "point_cloud": {"num_points": 64, "num_groups": 16, "group_size": 8},
         "hyperspectral": {"num_bands": 30}, "video": {"num_frames": 4, "img_size": 16, "patch_size": 8},
         "text": {"max_length": 32}, "graph": {"num_eigenvectors": 4}, "imu": {"patch_size": 5}}
-# recipe settings scaled down with the data (etth1: 6-step "months", so 72/24/24 steps of 8 → 4 windows)
-SMALL = {"etth1": {"lookback": 8, "horizon": 4, "steps_per_month": 6}}
+# recipe settings scaled down with the data (etth1: 6-step "months", so 72/24/24 steps of 8 → 4 windows; the
+# 0.7/0.1/0.2 recipes: 70/10/20 of 100 steps; traffic's lookback holds its 16-step patches)
+SMALL = {"etth1": {"lookback": 8, "horizon": 4, "steps_per_month": 6}, "weather": {"lookback": 8, "horizon": 4},
+         "exchange_rate": {"lookback": 8, "horizon": 4}, "traffic": {"lookback": 16, "horizon": 4}}
 # what evaluate must report per task
 EVAL_KEYS = {"classification": {"accuracy", "macro_f1", "OA", "AA", "kappa"}, "regression": {"MAE", "MSE"},
              "forecast": {"MAE", "MSE"}}
@@ -465,3 +513,30 @@ def test_forecast_windows_records(tmp_path):
     assert forecast_head_options(config, model.tokenizer("time_series"), 7)["num_tokens"] == 4
     with pytest.raises(ValueError, match="forecast"):
         TrainConfig(task="forecast", linear_probe=True)
+
+
+def test_ratio_split_records_and_options(tmp_path):
+    """split_ratios: Autoformer's Dataset_Custom parts (70/10/20 of 100 steps, val and test windows starting a
+    lookback early), weather.csv's column names (garbled units included) as the channels; the ratios are checked
+    and exclude a month split."""
+    from metatransformer.training.api import fit_labels, prepare_records
+
+    config = TrainConfig(data=[str(weather_layout(tmp_path))], task="forecast", lookback=8, horizon=4,
+                         split_ratios=["0.7", "0.1", "0.2"])  # the command line gives strings
+    assert config.split_ratios == [0.7, 0.1, 0.2]
+    records = prepare_records(config)
+    counts = {s: sum(r.split == s for r in records) for s in ("train", "val", "test")}
+    assert counts == {"train": 70 - 12 + 1, "val": 10 - 4 + 1, "test": 20 - 4 + 1}
+    train = [r for r in records if r.split == "train"]
+    assert fit_labels(config, train).classes == list(WEATHER_COLUMNS)
+    series = train[0].source.windows.series
+    assert series.shape == (70, 21) and torch.allclose(series.mean(0), torch.zeros(21), atol=1e-5)
+    val = next(r for r in records if r.split == "val").source
+    assert val.windows.series.shape == (18, 21) and torch.equal(val.windows[0][0], val.windows.series[:8])
+    assert TrainConfig(task="forecast", split_ratios=[0.7, 0.1, 0.2], split_months=["12", "4", "4"]).split_ratios
+    for bad in ([0.7, 0.3], [0.8, 0.1, 0.2], [0.7, 0.0, 0.3], ["x", 0.5, 0.5]):
+        with pytest.raises(ValueError, match="three positive fractions"):
+            TrainConfig(task="forecast", split_ratios=bad)
+    for months in ({"split_months": [10, 2, 2]}, {"steps_per_month": 24}):
+        with pytest.raises(ValueError, match="replaces the month split"):
+            TrainConfig(task="forecast", split_ratios=[0.7, 0.1, 0.2], **months)
