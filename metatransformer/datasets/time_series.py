@@ -451,8 +451,10 @@ def _split_at(series: torch.Tensor, borders: Sequence[int], *, lookback: int, ho
         if hi - lo < need:
             raise ValueError(f"the {name} part has {hi - lo} steps, too few for one {lookback} → {horizon} window")
     train = series[borders[0]:borders[1]]
-    # population std, as the sklearn StandardScaler the reference loaders fit
-    mean, std = train.mean(0), train.std(0, correction=0).clamp_min(1e-8)
+    # population std, as the sklearn StandardScaler the reference loaders fit; a channel constant over the
+    # training part keeps scale 1 there too (a tiny floor would blow up its val/test values)
+    mean, std = train.mean(0), train.std(0, correction=0)
+    std = torch.where(std > 0, std, torch.ones_like(std))
     data = (series - mean) / std if standardize else series
     starts = [borders[0], borders[1] - lookback, borders[2] - lookback]
     windows = [ForecastWindows(data[lo:hi], lookback=lookback, horizon=horizon) for lo, hi in zip(starts, borders[1:])]

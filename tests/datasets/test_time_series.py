@@ -251,3 +251,14 @@ def test_a_split_part_too_short_for_a_window_raises():
         ratio_splits(torch.zeros(100, 2), lookback=8, horizon=12)
     with pytest.raises(ValueError, match="the train part has 70 steps"):
         ratio_splits(torch.zeros(100, 2), lookback=96, horizon=4)
+
+
+def test_a_channel_constant_in_training_keeps_scale_one_as_sklearn_does():
+    from sklearn.preprocessing import StandardScaler
+
+    data = np.random.default_rng(1).standard_normal((300, 2)).astype(np.float32)
+    data[:210, 1] = 4.0  # constant over the training part (int(0.7 · 300) = 210 steps), varies later
+    splits = ratio_splits(torch.from_numpy(data), lookback=8, horizon=4)
+    scaler = StandardScaler().fit(data[:210])
+    np.testing.assert_allclose(splits.std.numpy(), scaler.scale_, rtol=1e-6)
+    np.testing.assert_allclose(splits.test.series.numpy(), scaler.transform(data[300 - 60 - 8:]), rtol=1e-5, atol=1e-5)
