@@ -36,7 +36,7 @@ def build_case(case: str, preset: str, img_size: int, batch: int):
 
     from metatransformer.training import TrainConfig, build_model
     from metatransformer.training.data import LabelEncoder
-    from metatransformer.pathway import pathway_param_groups
+    from metatransformer.training.module import make_optimizer
 
     torch.manual_seed(0)
     options = {"preset": preset, "tokenizer_options": {"image": {"img_size": img_size, "patch_size": 16}}}
@@ -51,7 +51,7 @@ def build_case(case: str, preset: str, img_size: int, batch: int):
     labels = LabelEncoder("classification", [str(i) for i in range(10)], 10)
     model, _ = build_model(config, labels, ["image"])
     model.train()
-    optimizer = torch.optim.AdamW(pathway_param_groups(model, weight_decay=0.05, aux_weight_decay=0.0), lr=1e-4)
+    optimizer = make_optimizer(model, config)  # the trainer's (fused) AdamW
     x, y = torch.randn(batch, 3, img_size, img_size), torch.randint(0, 10, (batch,))
 
     def step() -> None:
