@@ -249,6 +249,7 @@ class RunResult:
     metrics: dict[str, float] = field(default_factory=dict)
     best_checkpoint: str | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    is_global_zero: bool = True  # False in the other processes of a distributed run (they report nothing)
 
 
 def _devices(value: str) -> Any:
@@ -356,14 +357,22 @@ def train(config: TrainConfig | dict[str, Any], *, records: Sequence[Record] = (
             "best_checkpoint": best.best_model_path or None, "monitor": monitor,
             "best_score": float(best.best_model_score) if best.best_model_score is not None else None,
             "last_checkpoint": str(ckpt_dir / "last.ckpt"), "fit_seconds": time.perf_counter() - start,
-            "global_step": trainer.global_step, "metrics": metrics,
+            "global_step": _global_step(trainer, ckpt_dir / "last.ckpt"), "metrics": metrics,
             "splits": {s: sum(r.split == s for r in all_records) for s in ("train", "val", "test")}}
     if trainer.is_global_zero:
         model.save_pretrained(run_dir / "model")
         if report is not None:
             export_merged(model, run_dir / "model-merged")
         (run_dir / RUN_INFO).write_text(json.dumps(info, indent=2, default=str) + "\n")
-    return RunResult(run_dir, model, metrics, best.best_model_path or None, info)
+    return RunResult(run_dir, model, metrics, best.best_model_path or None, info, trainer.is_global_zero)
+
+
+def _global_step(trainer: pl.Trainer, last: Path) -> int:
+    """The optimizer steps taken. Under ``ddp_spawn`` the loop ran in worker processes and the main process's
+    trainer never counted them: the last checkpoint (written after the final epoch) has the count."""
+    if trainer.global_step or not last.is_file():
+        return trainer.global_step
+    return int(torch.load(last, map_location="cpu", weights_only=True, mmap=True)["global_step"])
 
 
 # ------------------------------------------------------------------------------------------- reloading a run

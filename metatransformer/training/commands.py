@@ -57,6 +57,8 @@ def _train(args: argparse.Namespace) -> int:
 
     config = config_from_args(args)
     result = train(config)
+    if not result.is_global_zero:
+        return 0
     shown = {k: round(v, 4) for k, v in result.metrics.items() if k.startswith("val/")}
     print(f"run: {result.run_dir}  best: {result.best_checkpoint}  model: {result.run_dir / 'model'}\n"
           f"validation: {json.dumps(shown)}")

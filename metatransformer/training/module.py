@@ -109,6 +109,8 @@ class MetaTransformerModule(pl.LightningModule):
         self.val_metrics[modality].update(*metric_inputs(self.task, outputs, target))
 
     def on_validation_epoch_end(self) -> None:
+        # torchmetrics' compute() already reduced across processes; sync_dist averages those equal values (a no-op
+        # on the numbers) and keeps Lightning from warning that epoch-level values are not synchronised
         combined: dict[str, list[torch.Tensor]] = {}
         for modality in self.modalities:
             if not self.val_loss[modality].update_called:
@@ -117,11 +119,11 @@ class MetaTransformerModule(pl.LightningModule):
             for name, value in values.items():
                 combined.setdefault(name, []).append(value.float())
                 if len(self.modalities) > 1:
-                    self.log(f"val/{modality}/{name}", value.float())
+                    self.log(f"val/{modality}/{name}", value.float(), sync_dist=True)
             self.val_loss[modality].reset()
             self.val_metrics[modality].reset()
         for name, values in combined.items():  # the mean over modalities (= the value for one modality)
-            self.log(f"val/{name}", torch.stack(values).mean(), prog_bar=name in ("loss", "acc"))
+            self.log(f"val/{name}", torch.stack(values).mean(), prog_bar=name in ("loss", "acc"), sync_dist=True)
 
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self) -> Any:

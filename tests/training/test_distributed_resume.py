@@ -33,18 +33,31 @@ def _flags(options):
 
 @pytest.mark.slow
 def test_two_process_ddp_matches_one_process(tmp_path):
+    """Lightning's own launcher (ddp), ddp_spawn and torchrun (Lightning's TorchElastic cluster environment, the
+    multi-node path) all give the 1-process run at the same global batch."""
     data = write_images(tmp_path / "img", classes=2, per_class=8)
     common = {**TINY, "finetune": "full", "epochs": 2, "val_fraction": 0.25, "accelerator": "cpu",
               "scheduler": "none"}
     one = {**common, "batch_size": 4, "devices": "1", "run_dir": str(tmp_path / "one")}
-    two = {**common, "batch_size": 2, "devices": "2", "strategy": "ddp", "run_dir": str(tmp_path / "two")}
     _cli(["train", "--data", str(data), *_flags(one)])
-    _cli(["train", "--data", str(data), *_flags(two)])
     a = json.loads((tmp_path / "one" / "run.json").read_text())
-    b = json.loads((tmp_path / "two" / "run.json").read_text())
-    assert a["global_step"] == b["global_step"] == 6
-    assert b["metrics"]["val/loss"] == pytest.approx(a["metrics"]["val/loss"], rel=1e-4, abs=1e-5)
-    assert b["metrics"]["train/loss"] == pytest.approx(a["metrics"]["train/loss"], rel=1e-4, abs=1e-5)
+    assert a["global_step"] == 6
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                "-m", "metatransformer"]
+    for launcher, strategy in (("lightning", "ddp"), ("lightning", "ddp_spawn"), ("torchrun", "ddp")):
+        run_dir = tmp_path / f"{launcher}-{strategy}"
+        two = {**common, "batch_size": 2, "devices": "2", "strategy": strategy, "run_dir": str(run_dir)}
+        args = ["train", "--data", str(data), *_flags(two)]
+        if launcher == "torchrun":
+            proc = subprocess.run([*torchrun, *args], cwd=ROOT, capture_output=True, text=True, timeout=600,
+                                  env={**os.environ, "PYTHONPATH": ROOT})
+            assert proc.returncode == 0, proc.stderr[-3000:]
+        else:
+            _cli(args)
+        b = json.loads((run_dir / "run.json").read_text())
+        assert b["global_step"] == 6, (launcher, strategy)
+        for name in ("val/loss", "train/loss"):
+            assert b["metrics"][name] == pytest.approx(a["metrics"][name], rel=1e-4, abs=1e-5), (launcher, strategy)
 
 
 KILLER = textwrap.dedent("""
