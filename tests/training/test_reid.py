@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -81,6 +84,32 @@ def test_retrieval_metric_counts_each_record_once():
     assert float(values["query_to_gallery/map"]) == pytest.approx(expected["query_to_gallery"]["mAP"])
     assert float(values["rank1"]) == pytest.approx((expected["query_to_gallery"]["rank1"] +
                                                     expected["gallery_to_query"]["rank1"]) / 2)
+
+
+@pytest.mark.slow
+def test_two_process_validation_ranks_as_one_process(tmp_path):
+    """15 query/gallery records over 2 processes: the sampler repeats one, the metric ranks it once, so DDP
+    validation (batch 2 per process) equals 1 process (batch 4)."""
+    manifest = write_two_camera_people(tmp_path)
+    rows = [row for row in csv.DictReader(open(manifest)) if row["path"] != "Thermal/1/1.png"]
+    with open(manifest, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    root = Path(__file__).resolve().parents[2]
+    metrics = []
+    for devices, batch in (("1", 4), ("2", 2)):
+        flags = {"data": str(manifest), "modality": "infrared", "task": "reid", "preset": "nano", "batch-size": batch,
+                 "epochs": 1, "finetune": "full", "scheduler": "none", "logger": "csv", "accelerator": "cpu",
+                 "devices": devices, "strategy": "ddp" if devices == "2" else "auto",
+                 "tokenizer-options": json.dumps(TINY["tokenizer_options"]), "run-dir": str(tmp_path / devices)}
+        args = [a for key, value in flags.items() for a in (f"--{key}", str(value))]
+        proc = subprocess.run([sys.executable, "-m", "metatransformer", "train", *args], cwd=root, capture_output=True,
+                              text=True, env={**os.environ, "PYTHONPATH": str(root)}, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        metrics.append(json.loads((tmp_path / devices / "run.json").read_text())["metrics"])
+    assert {k: v for k, v in metrics[0].items() if k.startswith("val/")} == \
+        pytest.approx({k: v for k, v in metrics[1].items() if k.startswith("val/")})
 
 
 def test_roles_are_splits_of_reid_runs_only(tmp_path):
