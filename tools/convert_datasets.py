@@ -3,7 +3,8 @@
 
     imagenet  ILSVRC CLS-LOC: train/<wnid>/*.JPEG, val/*.JPEG + LOC_val_solution.csv (ImageId, "wnid x y x y ...")
     tb-cxr    Montgomery / Shenzhen chest X-rays: *_0.png normal, *_1.png tuberculosis (the file name's last digit)
-    regdb     RegDB: idx/train_thermal_<trial>.txt and idx/test_thermal_<trial>.txt ("relative/path label" lines)
+    regdb     RegDB: idx/{train,test}_{visible,thermal}_<trial>.txt ("relative/path label" lines) -> re-ID manifest:
+              training identities train, test identities query (visible) / gallery (thermal)
     folder    any folder-per-class tree (optionally train/val/test at the top)
     speech-commands  Speech Commands V2: <word>/<speaker>_nohash_<n>.wav + validation_list.txt, testing_list.txt
     modelnet40       modelnet40_normal_resampled/<class>/<class>_0001.txt (x,y,z,nx,ny,nz rows) +
@@ -84,14 +85,30 @@ def tb_cxr_rows(image_dirs: Iterable[str]) -> list[Row]:
     return rows
 
 
+REGDB_LISTS = (("train_visible", "image", "train"), ("train_thermal", "infrared", "train"),
+               ("test_visible", "image", "query"), ("test_thermal", "infrared", "gallery"))
+
+
 def regdb_rows(root: str, trial: int = 1) -> list[Row]:
+    """RegDB (412 people, 10 visible + 10 thermal images each) for the cross-modality re-ID protocol: trial N's
+    ``idx/{train,test}_{visible,thermal}_N.txt`` ("Visible/<id>/<file>.bmp label" lines) split the people into
+    206 training and 206 test identities. Training images of both cameras are ``train`` records (identity
+    classification); the test identities' visible images are ``query`` and their thermal images ``gallery``
+    records, ranked both ways (visible → thermal and thermal → visible). Labels are as published: each list
+    numbers its split's identities from 0, and the test identities are only ranked among themselves. Visible
+    images are modality image, thermal ones infrared (a recipe's ``modality`` may read both with one tokenizer)."""
     root = Path(root)
+    if not 1 <= trial <= 10:
+        raise ValueError(f"RegDB has trials 1 to 10, got {trial}")
     rows = []
-    for split, name in (("train", f"train_thermal_{trial}.txt"), ("test", f"test_thermal_{trial}.txt")):
-        for line in (root / "idx" / name).read_text().splitlines():
+    for name, modality, split in REGDB_LISTS:
+        listed = root / "idx" / f"{name}_{trial}.txt"
+        for line in listed.read_text().splitlines():
             if line.strip():
                 rel, label = line.rsplit(maxsplit=1)
-                rows.append({"path": root / rel, "label": label, "modality": "infrared", "split": split})
+                if not (root / rel).is_file():
+                    raise FileNotFoundError(f"{root / rel}: listed in {listed.name} but missing")
+                rows.append({"path": root / rel, "label": label, "modality": modality, "split": split})
     return rows
 
 
@@ -375,7 +392,8 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("tb-cxr")
     p.add_argument("--images", nargs="+", required=True)
     p = sub.add_parser("regdb")
-    p.add_argument("--root", required=True), p.add_argument("--trial", type=int, default=1)
+    p.add_argument("--root", required=True), p.add_argument("--trial", type=int, default=1, choices=range(1, 11),
+                                                            metavar="N", help="the published split 1..10 (default 1)")
     p = sub.add_parser("folder")
     p.add_argument("root"), p.add_argument("--modality")
     p = sub.add_parser("speech-commands")

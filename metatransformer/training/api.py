@@ -36,6 +36,8 @@ from .data import ItemDataset, LabelEncoder, Record, assign_splits, group_by_mod
 from .features import FeatureDataset, cached_features
 from .forecast import WindowDataset, config_records, forecast_head_options, series_channels
 from .module import MONITOR, MetaTransformerModule
+from .records import ROLES, SPLITS
+from .reid import retrieval_records, retrieval_sets
 from .tables import fit_table_schema, has_table_rows
 
 _logger = logging.getLogger(__name__)
@@ -78,11 +80,14 @@ def with_series_channels(config: TrainConfig, labels: LabelEncoder, modalities: 
 
 
 def prepare_records(config: TrainConfig, extra: Sequence[Record] = ()) -> list[Record]:
-    """Every record of the recipe's sources (plus ``extra``), each with a split."""
+    """Every record of the recipe's sources (plus ``extra``), each with a split (task reid: records without
+    one train, the query and gallery records are its validation)."""
     records = [r for source in config.data for r in source_records(config, source)] + list(extra)
     if not records:
         raise ValueError("no training data: pass --data (folders or manifests) or records")
-    return assign_splits(records, val_fraction=config.val_fraction, seed=config.seed)
+    if config.task != "reid" and any(r.split in ROLES for r in records):
+        raise ValueError(f"{' / '.join(ROLES)} records are re-identification data: train them with task reid")
+    return assign_splits(records, val_fraction=config.val_fraction if config.task != "reid" else 0.0, seed=config.seed)
 
 
 def with_table_schemas(config: TrainConfig, train_records: Sequence[Record]) -> TrainConfig:
@@ -100,7 +105,7 @@ def with_table_schemas(config: TrainConfig, train_records: Sequence[Record]) -> 
 
 def head_options(config: TrainConfig, labels: LabelEncoder) -> dict[str, Any]:
     common = {"pool": config.pool, "hidden_dim": config.head_hidden_dim, "dropout": config.head_dropout}
-    if config.task == "classification":
+    if config.task in ("classification", "reid"):  # reid trains an identity classifier
         return {"kind": "classification", "num_classes": labels.num_outputs,
                 "label_smoothing": config.label_smoothing, **common}
     if config.task == "multilabel":
@@ -302,7 +307,8 @@ def train(config: TrainConfig | dict[str, Any], *, records: Sequence[Record] = (
     train_sets: dict[str, Any] = {m: make_dataset(config, rs, model.tokenizer(m), labels, augment=config.augment)
                                   for m, rs in by_modality.items()}
     val_sets: dict[str, Any] = {m: make_dataset(config, val_groups[m], model.tokenizer(m), labels)
-                                for m in modalities if m in val_groups}
+                                for m in modalities if m in val_groups} if config.task != "reid" else \
+        retrieval_sets(config, retrieval_records(all_records), model)
     probe_info: dict[str, Any] = {}
     probe = config.linear_probe and not config.augment
     if probe:
@@ -358,7 +364,7 @@ def train(config: TrainConfig | dict[str, Any], *, records: Sequence[Record] = (
             "best_score": float(best.best_model_score) if best.best_model_score is not None else None,
             "last_checkpoint": str(ckpt_dir / "last.ckpt"), "fit_seconds": time.perf_counter() - start,
             "global_step": _global_step(trainer, ckpt_dir / "last.ckpt"), "metrics": metrics,
-            "splits": {s: sum(r.split == s for r in all_records) for s in ("train", "val", "test")}}
+            "splits": {s: sum(r.split == s for r in all_records) for s in (*SPLITS, *ROLES)}}
     if trainer.is_global_zero:
         model.save_pretrained(run_dir / "model")
         if report is not None:

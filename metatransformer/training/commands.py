@@ -74,6 +74,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     for modality, res in results["modalities"].items():
         scalars = {k: round(v, 4) for k, v in res.items() if isinstance(v, float)}
         print(f"{modality} ({res['count']} {results['split']} samples): {json.dumps(scalars)}")
+    for direction, res in results.get("directions", {}).items():
+        scores = {k: round(v, 4) for k, v in res.items() if isinstance(v, float)}
+        print(f"{direction} ({res['queries']} queries, {res['gallery']} gallery): {json.dumps(scores)}")
     print(f"report: {results['output']}/results.md")
     return 0
 
@@ -99,11 +102,13 @@ def add_commands(commands: Any) -> None:
     evaluate = commands.add_parser(
         "evaluate", help="metrics, per-class report, confusion matrix and curves of a training run",
         description="Writes results.json, results.md, confusion_<modality>.png, per_class_<modality>.csv and "
-                    "curves.png to OUTPUT (default RUN_DIR/eval-SPLIT).")
+                    "curves.png to OUTPUT (default RUN_DIR/eval-SPLIT). A reid run: Rank-1/5/10/20, mAP and mINP "
+                    "of each retrieval direction (query→gallery, gallery→query) in RUN_DIR/eval-retrieval.")
     evaluate.add_argument("run_dir", help="a folder written by `metatransformer train`")
     evaluate.add_argument("--data", nargs="+", help="folders or manifests to evaluate on (default: the run's data)")
     evaluate.add_argument("--split", choices=["test", "val", "train", "all"],
-                          help="split (default: test when the data has one, else val; --data without splits: all)")
+                          help="split (default: test when the data has one, else val; --data without splits: all; "
+                               "a reid run: its query and gallery records)")
     evaluate.add_argument("--checkpoint", default="final",
                           help="final (RUN_DIR/model), best, last, or a .ckpt path (default: final)")
     evaluate.add_argument("--output", help="report folder (default RUN_DIR/eval-SPLIT)")

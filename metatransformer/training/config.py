@@ -27,12 +27,15 @@ class TrainConfig:
 
     # data
     data: list = _f([], "folder-per-class directories or manifests (CSV/TSV/JSONL/Parquet: path, label, "
-                        "[modality], [split]); several sources and modalities may be mixed")
+                        "[modality], [split]); several sources and modalities may be mixed; task reid: the "
+                        "label is the identity, split query/gallery marks the held-out identities")
     modality: Optional[str] = _f(None, "modality of every file (default: inferred from each file's suffix or the "
                                        "manifest's modality column)")
-    task: Literal["classification", "multilabel", "regression", "forecast"] = _f(
+    task: Literal["classification", "multilabel", "regression", "forecast", "reid"] = _f(
         "classification", "task (sets head and metrics); forecast: --data is one long series (ETTh1 layout: a date "
-                          "column + the feature columns) cut into lookback → horizon windows")
+                          "column + the feature columns) cut into lookback → horizon windows; reid: identity "
+                          "classification on the train records, validated and evaluated by retrieval between the "
+                          "query and gallery records (Rank-k, mAP, mINP)")
     label_column: Optional[str] = _f(None, "table files (CSV/TSV/Parquet) in --data are tables of samples, one per "
                                            "row: this column is the label, a 'split' column (if any) the split, "
                                            "the other columns the features (tabular modality)")
@@ -47,7 +50,8 @@ class TrainConfig:
     split_ratios: Optional[list] = _f(None, "forecast: train/val/test fractions of the series instead of the month "
                                             "split (Autoformer's Dataset_Custom: 0.7 0.1 0.2 for Traffic, Weather, "
                                             "Exchange)")
-    val_fraction: float = _f(0.2, "share of records without a split that go to validation (seeded, per class)")
+    val_fraction: float = _f(0.2, "share of records without a split that go to validation (seeded, per class; "
+                                  "task reid: none, it validates on the query/gallery records)")
     batch_size: int = _f(32, "samples per modality per step and per process")
     num_workers: int = _f(0, "DataLoader worker processes")
     reader_options: dict = _f({}, "per-modality keyword arguments of the modality's file reader, JSON: "
@@ -104,7 +108,8 @@ class TrainConfig:
     run_dir: str = _f("runs/run", "output folder: config.yaml, run.json, checkpoints/, logs/, model/")
     resume: Optional[str] = _f(None, "resume: 'last' (RUN_DIR/checkpoints/last.ckpt) or a .ckpt path")
     checkpoint_every_n_steps: Optional[int] = _f(None, "also write last.ckpt every N optimizer steps (mid-epoch)")
-    monitor: Optional[str] = _f(None, "metric that picks the best checkpoint (default: val/acc, val/map or val/mae)")
+    monitor: Optional[str] = _f(None, "metric that picks the best checkpoint (default: val/acc, val/map, val/mae "
+                                      "or val/rank1)")
     logger: Literal["csv", "tensorboard", "both"] = _f("both", "loggers (tensorboard only when installed)")
     log_every_n_steps: int = _f(10, "logging interval")
     progress_bar: bool = _f(False, "show Lightning's progress bar")

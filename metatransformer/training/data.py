@@ -4,6 +4,13 @@ read with each modality's registered reader + transform and collated with its re
 Nothing here re-implements the per-modality pipeline: files go through
 :func:`metatransformer.embed.item_loader` (reader → default transform built from the tokenizer's
 options) and batches through the modality's ``collate``.
+
+A manifest has one row per sample: ``path``, ``label`` and optionally ``modality`` and ``split``. Splits are
+``train``, ``val`` (or valid/validation/dev) and ``test``; empty: assigned by ``val_fraction``. Re-identification
+(task reid) uses the same format: the label is the person's identity, and the held-out identities' rows have
+the split ``query`` or ``gallery`` (their role in retrieval; folder trees may have ``query/`` and ``gallery/``
+split folders too). Each query is ranked against the gallery and each gallery item against the queries
+(:mod:`.reid`); e.g. RegDB: visible test images ``query``, thermal ones ``gallery``.
 """
 from __future__ import annotations
 
@@ -27,7 +34,7 @@ from .tables import TableRow, encode_table_rows, is_table_file, records_from_tab
 
 _logger = logging.getLogger(__name__)
 
-Task = Literal["classification", "multilabel", "regression", "forecast"]
+Task = Literal["classification", "multilabel", "regression", "forecast", "reid"]
 MANIFEST_SUFFIXES = (".csv", ".tsv", ".jsonl", ".ndjson", ".parquet", ".pq")
 LABEL_SEPARATORS = ("|", ";")
 
@@ -89,8 +96,9 @@ def read_manifest_table(path: str | os.PathLike) -> list[dict[str, Any]]:
 
 
 def records_from_manifest(path: str | os.PathLike, *, modality: str | None = None) -> list[Record]:
-    """A manifest with columns ``path``, ``label`` and optional ``modality`` and ``split``; relative paths are
-    resolved against the manifest's folder. ``modality`` (argument) overrides the column and the suffix."""
+    """A manifest with columns ``path``, ``label`` and optional ``modality`` and ``split`` (see the module's
+    docstring); relative paths are resolved against the manifest's folder. ``modality`` (argument) overrides the
+    column and the suffix."""
     path = Path(path)
     rows = read_manifest_table(path)
     records = []
@@ -176,7 +184,7 @@ def _split_labels(label: Any) -> list[str]:
 
 @dataclass
 class LabelEncoder:
-    """Raw labels to targets. classification: class index; multilabel: multi-hot over ``classes``
+    """Raw labels to targets. classification (and reid): class index; multilabel: multi-hot over ``classes``
     (labels are lists or ``a|b`` / ``a;b`` strings); regression: float vector of ``num_outputs``."""
 
     task: Task

@@ -1,5 +1,6 @@
-"""Evaluation of a run: metrics (accuracy, macro-F1, OA/AA/κ, mAP, MAE/MSE), per-class report, confusion
-matrix and training-curve PNGs, results JSON + Markdown."""
+"""Evaluation of a run: metrics (accuracy, macro-F1, OA/AA/κ, mAP, MAE/MSE; re-identification Rank-k, mAP,
+mINP per retrieval direction), per-class report, confusion matrix and training-curve PNGs, results JSON +
+Markdown."""
 from __future__ import annotations
 
 import json
@@ -18,6 +19,9 @@ from .api import RUN_INFO, load_run_model, make_dataset, source_records
 from .config import TrainConfig
 from .data import ItemDataset, LabelEncoder, group_by_modality, make_loader, assign_splits
 from .forecast import forecast_outputs
+from .reid import evaluate_retrieval, retrieval_records
+
+RETRIEVAL = "retrieval"  # what a reid run is evaluated on: its query and gallery records
 
 
 def compute_metrics(task: str, outputs: torch.Tensor, target: torch.Tensor, classes: Sequence[str]) -> dict[str, Any]:
@@ -155,6 +159,14 @@ def _markdown(results: dict[str, Any]) -> str:
             if res.get(name):
                 lines += ["", f"![confusion matrix]({Path(res[name]).name})"]
         lines.append("")
+    if results.get("directions"):
+        directions = results["directions"]
+        lines += ["## Re-identification", "", "| metric | " + " | ".join(directions) + " |",
+                  "|---" * (len(directions) + 1) + "|"]
+        for name in next(iter(directions.values())):
+            cells = [f"{d[name]:.4f}" if isinstance(d[name], float) else str(d[name]) for d in directions.values()]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines.append("")
     if results.get("curves_png"):
         lines += ["## Training curves", "", f"![curves]({Path(results['curves_png']).name})", ""]
     return "\n".join(lines)
@@ -169,7 +181,8 @@ def evaluate_run(run_dir: str | Path, *, data: Sequence[str] | None = None, spli
         run_dir: the run folder written by ``train``.
         data: other sources (folders or manifests) than the run's own.
         split: ``test``, ``val``, ``train`` or ``all``; default: test if the data has a test split, else val,
-            else (other ``data`` without splits) all.
+            else (other ``data`` without splits) all. A reid run is evaluated on its query and gallery records
+            (retrieval in both directions; ``split`` does not apply).
         checkpoint: ``final`` (RUN_DIR/model), ``best``, ``last`` or a .ckpt path.
         output: report folder (default RUN_DIR/eval-SPLIT).
 
@@ -183,17 +196,26 @@ def evaluate_run(run_dir: str | Path, *, data: Sequence[str] | None = None, spli
     model, model_name = load_run_model(run_dir, checkpoint)
     sources = list(data) if data else config.data
     records = [r for s in sources for r in source_records(config, s)]
-    records = assign_splits(records, val_fraction=config.val_fraction if not data else 0.0, seed=config.seed)
+    records = assign_splits(records, val_fraction=config.val_fraction if not data and labels.task != "reid" else 0.0,
+                            seed=config.seed)
     present = {r.split for r in records}
+    if labels.task == "reid":
+        if split is not None:
+            raise ValueError(f"a reid run is evaluated on its query and gallery records, not on split {split!r}")
+        split = RETRIEVAL
     if split is None:  # the run's test split, else its val split; other data without splits: all of it
         split = "test" if "test" in present else "val" if "val" in present else "all" if data else "train"
-    chosen = records if split == "all" else [r for r in records if r.split == split]
+    chosen = records if split == "all" else retrieval_records(records) if split == RETRIEVAL else \
+        [r for r in records if r.split == split]
     if not chosen:
         raise ValueError(f"no records in split {split!r} (present: {sorted(present)})")
     out = Path(output or run_dir / f"eval-{split}")
     out.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {"run_dir": str(run_dir), "split": split, "model": model_name, "modalities": {}}
-    for modality, rs in group_by_modality(chosen).items():
+    if labels.task == "reid":  # one retrieval over every modality's query and gallery records
+        results["directions"] = evaluate_retrieval(model, config, chosen, batch_size=batch_size or config.batch_size,
+                                                   device=device)
+    for modality, rs in group_by_modality(chosen if labels.task != "reid" else []).items():
         dataset = make_dataset(config, rs, model.tokenizer(modality), labels)
         outputs, targets = predict(model, dataset, batch_size=batch_size or config.batch_size, device=device,
                                    forecast=labels.task == "forecast")

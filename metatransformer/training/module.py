@@ -15,14 +15,17 @@ from ..model import MetaTransformer
 from ..pathway import pathway_param_groups
 from .config import TrainConfig
 from .forecast import forecast_outputs
+from .reid import RetrievalMetric, reid_embeddings
 
 # metric that picks the best checkpoint, and whether higher is better
 MONITOR = {"classification": ("acc", "max"), "multilabel": ("map", "max"), "regression": ("mae", "min"),
-           "forecast": ("mae", "min")}
+           "forecast": ("mae", "min"), "reid": ("rank1", "max")}
 
 
 def task_metrics(task: str, num_outputs: int) -> MetricCollection:
-    """Validation metrics of a task (torchmetrics)."""
+    """Validation metrics of a task (torchmetrics); reid: retrieval among the held-out identities."""
+    if task == "reid":
+        return MetricCollection({"retrieval": RetrievalMetric()})
     if task == "classification":
         return MetricCollection({
             "acc": torchmetrics.Accuracy(task="multiclass", num_classes=num_outputs, average="micro"),
@@ -51,7 +54,8 @@ class MetaTransformerModule(pl.LightningModule):
     """Trains ``model``'s heads (named after their modality) with its tokenizers and, as configured, its encoder.
 
     Batches: a dict {modality: (batch, targets)} in training (every modality each step; the losses add),
-    ``(batch, targets)`` of ``modalities[dataloader_idx]`` in validation. In linear-probe mode the batches
+    ``(batch, targets)`` of ``modalities[dataloader_idx]`` in validation (task reid: query and gallery records
+    with (identity, role, index) targets, see :mod:`.reid`). In linear-probe mode the batches
     hold cached encoder features (see :mod:`metatransformer.training.features`) instead of raw batches.
 
     Args:
@@ -68,7 +72,9 @@ class MetaTransformerModule(pl.LightningModule):
         self.task = config.task
         self.probe = probe
         self.modalities = list(model.tokenizers)
-        self.val_metrics = torch.nn.ModuleDict({m: task_metrics(self.task, num_outputs) for m in self.modalities})
+        # reid: one retrieval over every modality's records (a query may match a gallery item of another modality)
+        groups = ["retrieval"] if self.task == "reid" else self.modalities
+        self.val_metrics = torch.nn.ModuleDict({g: task_metrics(self.task, num_outputs) for g in groups})
         self.val_loss = torch.nn.ModuleDict({m: torchmetrics.MeanMetric() for m in self.modalities})
 
     # ------------------------------------------------------------------ forward
@@ -103,12 +109,21 @@ class MetaTransformerModule(pl.LightningModule):
     def validation_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
         modality = self.modalities[dataloader_idx]
         inputs, target = batch
+        if self.task == "reid":  # held-out identities: no loss, their embeddings are ranked at the epoch's end
+            embeddings = reid_embeddings(self.model, modality, self.features_of(modality, inputs))
+            self.val_metrics["retrieval"].update(embeddings, target)
+            return
         outputs = self.outputs_of(modality, inputs)
         loss = self.model.heads[modality].loss(outputs, target)
         self.val_loss[modality].update(loss.detach().float(), weight=len(target))
         self.val_metrics[modality].update(*metric_inputs(self.task, outputs, target))
 
     def on_validation_epoch_end(self) -> None:
+        if self.task == "reid":
+            for name, value in self.val_metrics["retrieval"].compute().items():
+                self.log(f"val/{name}", value, prog_bar=name == "rank1", sync_dist=True)
+            self.val_metrics["retrieval"].reset()
+            return
         # torchmetrics' compute() already reduced across processes; sync_dist averages those equal values (a no-op
         # on the numbers) and keeps Lightning from warning that epoch-level values are not synchronised
         combined: dict[str, list[torch.Tensor]] = {}

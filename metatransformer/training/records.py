@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from typing import Any
 
 SPLITS = ("train", "val", "test")
+ROLES = ("query", "gallery")  # task reid: the held-out identities' records, by their role in retrieval
 SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
-                  "dev": "val", "test": "test", "testing": "test"}
+                  "dev": "val", "test": "test", "testing": "test", **{role: role for role in ROLES}}
 
 
 @dataclass
@@ -25,5 +26,6 @@ def normalize_split(split: Any) -> str | None:
         return None
     key = str(split).strip().lower()
     if key not in SPLIT_ALIASES:
-        raise ValueError(f"unknown split {split!r}; use one of {', '.join(SPLITS)} (or valid/validation/dev)")
+        raise ValueError(f"unknown split {split!r}; use one of {', '.join(SPLITS)} (or valid/validation/dev), "
+                         f"or {' / '.join(ROLES)} (task reid)")
     return SPLIT_ALIASES[key]

@@ -52,15 +52,18 @@ def tb_layout(root: Path) -> Path:
 
 
 def regdb_layout(root: Path) -> Path:
+    """``Visible/<id>/*.bmp`` (colour) and ``Thermal/<id>/*.bmp`` (grey) + ``idx/{train,test}_{visible,thermal}_1.txt``
+    ("relative/path label" lines; each split numbers its identities from 0, as published)."""
     (root / "idx").mkdir(parents=True)
-    for split in ("train", "test"):
-        lines = []
-        for person in range(2):
-            for i in range(4 if split == "train" else 2):
-                rel = f"Thermal/{person}/{split}_{i}.bmp"
-                _image(root / rel, 60 + 100 * person, mode="L")
-                lines.append(f"{rel} {person}")
-        (root / "idx" / f"{split}_thermal_1.txt").write_text("\n".join(lines) + "\n")
+    for split, people in (("train", (0, 1)), ("test", (2, 3))):
+        for camera, mode in (("visible", "RGB"), ("thermal", "L")):
+            lines = []
+            for label, person in enumerate(people):
+                for i in range(4 if split == "train" else 2):
+                    rel = f"{camera.capitalize()}/{person}/{camera}_{person}_{i}.bmp"
+                    _image(root / rel, 40 + 50 * person, mode=mode)
+                    lines.append(f"{rel} {label}")
+            (root / "idx" / f"{split}_{camera}_1.txt").write_text("\n".join(lines) + "\n")
     return convert.write_manifest(convert.regdb_rows(root, 1), root / "regdb.csv")
 
 
@@ -324,7 +327,7 @@ SMALL = {"etth1": {"lookback": 8, "horizon": 4, "steps_per_month": 6}, "weather"
          "exchange_rate": {"lookback": 8, "horizon": 4}, "traffic": {"lookback": 16, "horizon": 4}}
 # what evaluate must report per task
 EVAL_KEYS = {"classification": {"accuracy", "macro_f1", "OA", "AA", "kappa"}, "regression": {"MAE", "MSE"},
-             "forecast": {"MAE", "MSE"}}
+             "forecast": {"MAE", "MSE"}, "reid": {"rank1", "rank5", "rank10", "rank20", "mAP", "mINP"}}
 
 
 def test_every_recipe_has_a_generated_layout():
@@ -356,6 +359,15 @@ def test_recipe_runs(recipe, tmp_path):
         assert report["split"] == ("test" if result.info["splits"]["test"] else "val")
         (metrics,) = report["modalities"].values()
         assert EVAL_KEYS[reference.task] <= set(metrics) and metrics["count"] == result.info["splits"][report["split"]]
+    if reference.task == "reid":  # retrieval between the held-out identities' query and gallery records
+        from metatransformer.training import evaluate_run
+
+        assert {"val/rank1", "val/map", "val/minp"} <= set(result.metrics) and result.info["monitor"] == "val/rank1"
+        report = evaluate_run(tmp_path / "run")
+        assert set(report["directions"]) == {"query_to_gallery", "gallery_to_query"}
+        for scores in report["directions"].values():
+            assert EVAL_KEYS["reid"] <= set(scores) and scores["queries"] + scores["gallery"] == \
+                result.info["splits"]["query"] + result.info["splits"]["gallery"]
 
 
 def test_folder_converter_command_line(tmp_path, capsys):
@@ -383,6 +395,14 @@ def test_converters_keep_the_published_splits_and_labels(tmp_path):
     from metatransformer.datasets.graph import read_graph
     from metatransformer.datasets.text import read_document
     from metatransformer.datasets.time_series import read_time_series
+
+    rows = _rows(regdb_layout(_dir(tmp_path / "regdb")))  # training identities train, test ones query / gallery
+    assert {(r["split"], r["modality"]) for r in rows} == {("train", "image"), ("train", "infrared"),
+                                                           ("query", "image"), ("gallery", "infrared")}
+    assert [r["split"] for r in rows].count("query") == [r["split"] for r in rows].count("gallery") == 4
+    assert {r["label"] for r in rows if r["split"] == "gallery"} == {"0", "1"}  # as published: from 0 per split
+    with pytest.raises(SystemExit):
+        convert.main(["regdb", "--root", str(tmp_path / "regdb"), "--trial", "11", "-o", str(tmp_path / "r.csv")])
 
     rows = _rows(speech_commands_layout(_dir(tmp_path / "sc")))
     assert {r["split"] for r in rows} == {"train", "val", "test"} and len(rows) == 12  # noise folder left out
