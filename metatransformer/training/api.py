@@ -327,7 +327,7 @@ def train(config: TrainConfig | dict[str, Any], *, records: Sequence[Record] = (
         probe_info = {"encode_seconds": time.perf_counter() - start, "from_cache": all(cached),
                       "cache_dir": str(cache_dir)}
     config.save(run_dir / "config.yaml")
-    module = MetaTransformerModule(model, config, labels.num_outputs, probe=probe)
+    module = MetaTransformerModule(model, config, labels.num_outputs, probe=probe, val_modalities=list(val_sets))
     datamodule = MetaDataModule(train_sets, val_sets, config)
     metric, mode = MONITOR[config.task]
     monitor = config.monitor or (f"val/{metric}" if val_sets else None)

@@ -3,7 +3,7 @@ its optimizer groups (pathway-aware) and torchmetrics validation."""
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import lightning.pytorch as pl
 import torch
@@ -54,7 +54,7 @@ class MetaTransformerModule(pl.LightningModule):
     """Trains ``model``'s heads (named after their modality) with its tokenizers and, as configured, its encoder.
 
     Batches: a dict {modality: (batch, targets)} in training (every modality each step; the losses add),
-    ``(batch, targets)`` of ``modalities[dataloader_idx]`` in validation (task reid: query and gallery records
+    ``(batch, targets)`` of ``val_modalities[dataloader_idx]`` in validation (task reid: query and gallery records
     with (identity, role, index) targets, see :mod:`.reid`). In linear-probe mode the batches
     hold cached encoder features (see :mod:`metatransformer.training.features`) instead of raw batches.
 
@@ -63,15 +63,19 @@ class MetaTransformerModule(pl.LightningModule):
         config: the training recipe (optimizer, schedule, task).
         num_outputs: head outputs (classes or regression targets).
         probe: train on cached features.
+        val_modalities: the modality of each validation loader, in order (default: every modality; a
+            modality without validation records has no loader).
     """
 
-    def __init__(self, model: MetaTransformer, config: TrainConfig, num_outputs: int, *, probe: bool = False) -> None:
+    def __init__(self, model: MetaTransformer, config: TrainConfig, num_outputs: int, *, probe: bool = False,
+                 val_modalities: Sequence[str] | None = None) -> None:
         super().__init__()
         self.model = model
         self.config = config
         self.task = config.task
         self.probe = probe
         self.modalities = list(model.tokenizers)
+        self.val_modalities = list(self.modalities if val_modalities is None else val_modalities)
         # reid: one retrieval over every modality's records (a query may match a gallery item of another modality)
         groups = ["retrieval"] if self.task == "reid" else self.modalities
         self.val_metrics = torch.nn.ModuleDict({g: task_metrics(self.task, num_outputs) for g in groups})
@@ -107,7 +111,7 @@ class MetaTransformerModule(pl.LightningModule):
         return total
 
     def validation_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
-        modality = self.modalities[dataloader_idx]
+        modality = self.val_modalities[dataloader_idx]
         inputs, target = batch
         if self.task == "reid":  # held-out identities: no loss, their embeddings are ranked at the epoch's end
             embeddings = reid_embeddings(self.model, modality, self.features_of(modality, inputs))

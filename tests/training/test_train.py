@@ -171,3 +171,12 @@ def test_help_is_complete(command, capsys):
         assert "--config" in text and "--no-aux-trainable" in text
     else:
         assert "run_dir" in text and "--checkpoint" in text
+
+
+def test_a_modality_without_validation_records_leaves_the_others_named_right(image_dir, thermal_dir, tmp_path):
+    manifest = tmp_path / "images.csv"  # every image record is a training record: image has no val loader
+    rows = [f"{p},{p.parent.name},train" for p in sorted(image_dir.rglob("*.png"))]
+    manifest.write_text("path,label,split\n" + "\n".join(rows) + "\n")
+    result = train({**TINY, "data": [str(manifest), str(thermal_dir)], "epochs": 1, "run_dir": str(tmp_path / "run")})
+    assert "val/infrared/acc" in result.metrics and "val/image/acc" not in result.metrics
+    assert result.info["splits"]["val"] > 0
