@@ -64,7 +64,8 @@ def make_dataset(config: TrainConfig, records: Sequence[Record], tokenizer: torc
     if config.task == "forecast":
         return WindowDataset(records)
     modality = records[0].modality if records else None
-    return ItemDataset(records, tokenizer, labels, augment=augment, reader_options=config.reader_options.get(modality))
+    return ItemDataset(records, tokenizer, labels, augment=augment, reader_options=config.reader_options.get(modality),
+                       augment_options=config.augment_options.get(modality))
 
 
 def with_series_channels(config: TrainConfig, labels: LabelEncoder, modalities: Sequence[str]) -> TrainConfig:

@@ -45,8 +45,12 @@ class TrainConfig:
     num_workers: int = _f(0, "DataLoader worker processes")
     reader_options: dict = _f({}, "per-modality keyword arguments of the modality's file reader, JSON: "
                                   "{\"hyperspectral\": {\"scale\": \"none\"}} (files already scaled)")
-    augment: bool = _f(False, "training augmentation where the modality has one (image-like: random resized crop + "
-                              "flip)")
+    augment: bool = _f(False, "training augmentation of each modality that has one (image-like: random resized crop "
+                              "+ flip; video: the same per clip + temporal jitter; audio: SpecAugment; point "
+                              "cloud: scale + translate; hyperspectral: flips + 90° turns; series: jitter + "
+                              "scaling)")
+    augment_options: dict = _f({}, "per-modality keyword arguments of the modality's augmentation, JSON: "
+                                   "{\"point_cloud\": {\"jitter\": 0.01, \"rotate\": true}}")
     # model
     preset: str = _f("base", "encoder preset (base, large, small, tiny, nano)")
     checkpoint: Optional[str] = _f(None, "encoder checkpoint (Meta-Transformer .pth, timm, OpenCLIP, ours)")
