@@ -251,7 +251,8 @@ def video_views(tokenizer: VideoTokenizer, temporal: int, spatial: int, **reader
                           std=tokenizer.std)
 
     def apply(path: str | os.PathLike) -> list[VideoClip]:
-        starts = clip_starts(path, temporal, num_frames=tokenizer.num_frames, stride=reader_options.get("stride") or 1,  # one clip: unused
+        stride = reader_options.get("stride") or 1  # unused for one clip
+        starts = clip_starts(path, temporal, num_frames=tokenizer.num_frames, stride=stride,
                              start=reader_options.get("start", 0.0))
         clips = [read_video(path, **{**reader_options, "start": start}) for start in starts]
         return [view for clip in clips for view in crops(_channels(tokenizer, clip))]
