@@ -193,7 +193,7 @@ class MetaDataModule(pl.LightningDataModule):
         rank, world = self._world()
         c = self.config
         loaders = {m: make_loader(ds, batch_size=c.batch_size, shuffle=True, seed=c.seed, num_workers=c.num_workers,
-                                  drop_last=world > 1, rank=rank, world_size=world)
+                                  drop_last=world > 1 or c.mixing, rank=rank, world_size=world)  # mixup: even batches
                    for m, ds in self.train_sets.items()}
         if self._resume is not None:
             epoch, consumed = self._resume
@@ -303,8 +303,11 @@ def train(config: TrainConfig | dict[str, Any], *, records: Sequence[Record] = (
                                   for m, rs in by_modality.items()}
     val_sets: dict[str, Any] = {m: make_dataset(config, val_groups[m], model.tokenizer(m), labels)
                                 for m in modalities if m in val_groups}
+    if config.mixing and min(len(ds) for ds in train_sets.values()) < config.batch_size:
+        raise ValueError(f"--mixup/--cutmix train on whole batches only: every modality needs at least "
+                         f"--batch-size {config.batch_size} training samples")
     probe_info: dict[str, Any] = {}
-    probe = config.linear_probe and not config.augment
+    probe = config.linear_probe and not (config.augment or config.mixing)  # the cache holds unaugmented features
     if probe:
         cache_dir = Path(config.cache_dir or run_dir / "features")
         use_gpu = torch.cuda.is_available() and config.accelerator in ("auto", "gpu", "cuda")
