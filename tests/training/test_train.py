@@ -171,3 +171,5 @@ def test_help_is_complete(command, capsys):
         assert "--config" in text and "--no-aux-trainable" in text
     else:
         assert "run_dir" in text and "--checkpoint" in text
+    if command == "evaluate":
+        assert "--temporal-views" in text and "--spatial-views" in text
