@@ -104,8 +104,8 @@ def scene_transform(tokenizer: HyperspectralTokenizer) -> Callable[[Hyperspectra
     return apply
 
 
-def hyperspectral_augment(tokenizer: HyperspectralTokenizer) -> Callable[[HyperspectralCube | torch.Tensor],
-                                                                          torch.Tensor]:
+def hyperspectral_augment(tokenizer: HyperspectralTokenizer
+                          ) -> Callable[[HyperspectralCube | torch.Tensor], torch.Tensor]:
     """Training counterpart of :func:`scene_transform`: the (bands, p, p) patch turned by a random multiple
     of 90° and flipped with probability 1/2, i.e. one of the square's 8 symmetries (an overhead patch has no
     canonical orientation; the flips and rotations of patch-based HSI classifiers). Spectra are unchanged,

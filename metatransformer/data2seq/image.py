@@ -191,7 +191,7 @@ def image_eval_transform(tokenizer: ImageTokenizer) -> Callable[[torch.Tensor], 
 def image_augment(tokenizer: ImageTokenizer, *, scale: tuple[float, float] = (0.08, 1.0)
                   ) -> Callable[[torch.Tensor], torch.Tensor]:
     """Training counterpart of :func:`image_eval_transform`: random resized crop (area ``scale``; the
-    Inception / timm / CLIP default 0.08–1) and horizontal flip instead of resize + centre crop."""
+    Inception / timm / DeiT default 0.08–1) and horizontal flip instead of resize + centre crop."""
     return _fitted(tokenizer, image_transform(tokenizer.img_size, mean=tokenizer.mean, std=tokenizer.std,
                                               interpolation=tokenizer.interpolation, train=True, scale=scale))
 

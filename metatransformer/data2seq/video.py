@@ -219,10 +219,11 @@ def video_eval_transform(tokenizer: VideoTokenizer) -> Callable[[VideoClip], Vid
 
 def video_augment(tokenizer: VideoTokenizer, *, scale: tuple[float, float] = (0.25, 1.0)
                   ) -> Callable[[VideoClip], VideoClip]:
-    """Training counterpart of :func:`video_eval_transform`: one random resized crop (area ``scale``) and
-    flip for every frame of a clip (VideoMAE's / SlowFast's clip-consistent spatial augmentation), and a
-    random window of ``num_frames`` consecutive frames when the reader gives more (temporal jitter: read
-    more frames than the tokenizer takes, e.g. ``reader_options {"video": {"num_frames": 32, "stride": 2}}``)."""
+    """Training counterpart of :func:`video_eval_transform`: one random resized crop (area ``scale``: 0.25–1,
+    this library's video default, milder than VideoMAE's 0.08–1 on Kinetics) and flip for every frame of a
+    clip (VideoMAE's / SlowFast's clip-consistent spatial augmentation), and a random window of
+    ``num_frames`` consecutive frames when the reader gives more (temporal jitter: read more frames than the
+    tokenizer takes, e.g. ``reader_options {"video": {"num_frames": 32, "stride": 2}}``)."""
     transform = video_transform(tokenizer.img_size, num_frames=tokenizer.num_frames, mean=tokenizer.mean,
                                 std=tokenizer.std, train=True, scale=scale)
     return lambda clip: transform(_channels(tokenizer, clip))
