@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, Generic, Iterator, Sequence, TypeVar
+from typing import Any, Callable, Generic, Iterator, Literal, Sequence, TypeVar
 
 from .batching import stack_collate
 
@@ -123,6 +123,16 @@ class ModalitySpec:
             when items need none.
         split: ``split(item) -> [item, ...]`` for files that hold several samples (a table's rows), applied
             after ``transform``; each sample gets its own embedding (``path#i``). None: one sample per file.
+        augment: ``augment(tokenizer, **options) -> (item -> item)``: the training counterpart of
+            ``transform``, used instead of it on the training items of a run with augmentation: a read item
+            to a randomly augmented item that fits the tokenizer. None: the modality trains on ``transform``.
+        mixing: the batch mixing its classification batches take: ``"cutmix"`` (mixup, and cutmix boxes over
+            the batch tensor's last two axes: image-like), ``"mixup"`` (whole-sample convex combinations only)
+            or None (discrete or unordered inputs: mixing is refused). A batch is a tensor or a
+            ``(values, mask)`` pair (:class:`~metatransformer.batching.Padded` and the like).
+        views: ``views(tokenizer, temporal, spatial, **reader_options) -> (path -> [item, ...])``: the
+            test-time views of one file (clips × crops), each fitted as ``transform`` fits an item; one
+            temporal and one spatial view is the single view. None: the modality has no multi-view testing.
     """
 
     name: str
@@ -132,6 +142,9 @@ class ModalitySpec:
     collate: Callable[[list[Any]], Any] = stack_collate
     transform: Callable[[Any], Callable[[Any], Any]] | None = None
     split: Callable[[Any], list[Any]] | None = None
+    augment: Callable[..., Callable[[Any], Any]] | None = None
+    mixing: Literal["cutmix", "mixup"] | None = None
+    views: Callable[..., Callable[[Any], list[Any]]] | None = None
 
 
 MODALITIES: Registry[ModalitySpec] = Registry("modality")
@@ -147,10 +160,13 @@ def register_modality(
         collate: Callable[[list[Any]], Any] = stack_collate,
         transform: Callable[[Any], Callable[[Any], Any]] | None = None,
         split: Callable[[Any], list[Any]] | None = None,
+        augment: Callable[..., Callable[[Any], Any]] | None = None,
+        mixing: Literal["cutmix", "mixup"] | None = None,
+        views: Callable[..., Callable[[Any], list[Any]]] | None = None,
         aliases: Sequence[str] = (),
 ) -> ModalitySpec:
-    """Register a modality: its tokenizer class, reader, file suffixes, collate and default preprocessing
-    (see :class:`ModalitySpec` for each part).
+    """Register a modality: its tokenizer class, reader, file suffixes, collate, default preprocessing,
+    training augmentation, batch mixing and test-time views (see :class:`ModalitySpec` for each part).
 
     This is the only place a modality is made known; ``Data2Seq``, ``read``, ``embed``, the CLI and
     ``create_model`` all look it up here. ``collate`` defaults to stacking same-shape items;
@@ -160,9 +176,12 @@ def register_modality(
         ValueError: the name or an alias is already taken by another modality.
     """
     canonical = normalize_name(name)
+    if mixing not in (None, "cutmix", "mixup"):
+        raise ValueError(f"mixing must be 'cutmix', 'mixup' or None, got {mixing!r}")
     suffixes = tuple(s.lower() if s.startswith(".") else f".{s.lower()}" for s in suffixes)
     spec = ModalitySpec(name=canonical, tokenizer=tokenizer, reader=reader, suffixes=suffixes,
-                        collate=collate, transform=transform, split=split)
+                        collate=collate, transform=transform, split=split, augment=augment, mixing=mixing,
+                        views=views)
     MODALITIES.register(canonical, spec, aliases=aliases)
     for suffix in suffixes:
         _SUFFIX_OWNERS.setdefault(suffix, canonical)

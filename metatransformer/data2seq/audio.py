@@ -17,6 +17,8 @@ from .base import ClsToken, TokenSequence, Tokenizer, grid_pos_embed
 from .image import ImageTokenizer
 
 MAX_FRAMES = 100_000  # 1000 s at 10 ms
+# AST's SpecAugment on AudioSet (ast/egs/audioset/run.sh: freqm=48, timem=192 for 1024 frames)
+AST_FREQ_MASK, AST_TIME_MASK, AST_FRAMES = 48, 192, 1024
 
 
 def patch_grid(frames: int, num_mel_bins: int, patch_size: int, stride: int) -> tuple[int, int]:
@@ -148,5 +150,28 @@ def audio_transform(tokenizer: AudioTokenizer) -> Callable[[torch.Tensor], Padde
                            min_frames=tokenizer.patch_size)
 
 
+def audio_augment(tokenizer: AudioTokenizer, *, freq_mask: int | None = None, time_mask: int = AST_TIME_MASK,
+                  time_mask_fraction: float = AST_TIME_MASK / AST_FRAMES) -> Callable[[torch.Tensor], Padded]:
+    """Training counterpart of :func:`audio_transform`: the filterbank with SpecAugment masks (one
+    frequency band and one time span, torchaudio's ``FrequencyMasking`` / ``TimeMasking``).
+
+    Defaults are AST's AudioSet settings (freqm 48 of 128 mel bins, timem 192 of 1024 frames), scaled:
+    the frequency mask to the tokenizer's mel bins, the time mask to at most 192/1024 of the frames (24
+    for Speech Commands' 128; AST's own 1 s recipe uses 48: pass ``time_mask_fraction=0.375``).
+
+    Args:
+        freq_mask: widest frequency mask in mel bins (default ``48 · num_mel_bins / 128``).
+        time_mask: widest time mask in frames.
+        time_mask_fraction: a time mask is also at most this fraction of the frames.
+    """
+    if freq_mask is None:
+        freq_mask = round(AST_FREQ_MASK * tokenizer.num_mel_bins / 128)
+    return fbank_transform(target_length=tokenizer.target_length, num_mel_bins=tokenizer.num_mel_bins,
+                           sample_rate=tokenizer.sample_rate, mean=tokenizer.mean, std=tokenizer.std,
+                           min_frames=tokenizer.patch_size, freq_mask=freq_mask, time_mask=time_mask,
+                           time_mask_fraction=time_mask_fraction)
+
+
 register_modality("audio", tokenizer=AudioTokenizer, reader=read_audio, suffixes=AUDIO_SUFFIXES,
-                  collate=pad_collate, transform=audio_transform, aliases=("sound", "speech"))
+                  collate=pad_collate, transform=audio_transform, augment=audio_augment, mixing="mixup",
+                  aliases=("sound", "speech"))

@@ -104,6 +104,21 @@ def scene_transform(tokenizer: HyperspectralTokenizer) -> Callable[[Hyperspectra
     return apply
 
 
+def hyperspectral_augment(tokenizer: HyperspectralTokenizer
+                          ) -> Callable[[HyperspectralCube | torch.Tensor], torch.Tensor]:
+    """Training counterpart of :func:`scene_transform`: the (bands, p, p) patch turned by a random multiple
+    of 90° and flipped with probability 1/2, i.e. one of the square's 8 symmetries (an overhead patch has no
+    canonical orientation; the flips and rotations of patch-based HSI classifiers). Spectra are unchanged,
+    so at p = 1 (the reference) it changes nothing."""
+    fit = scene_transform(tokenizer)
+
+    def apply(cube: HyperspectralCube | torch.Tensor) -> torch.Tensor:
+        patch = torch.rot90(fit(cube), int(torch.randint(4, ())), dims=(-2, -1))
+        return patch.flip(-1) if bool(torch.rand(()) < 0.5) else patch
+
+    return apply
+
+
 register_modality("hyperspectral", tokenizer=HyperspectralTokenizer, reader=read_hyperspectral,
                   suffixes=HYPERSPECTRAL_SUFFIXES, collate=pad_collate, transform=scene_transform,
-                  aliases=("hsi", "spectral"))
+                  augment=hyperspectral_augment, mixing="mixup", aliases=("hsi", "spectral"))

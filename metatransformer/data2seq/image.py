@@ -184,8 +184,21 @@ def _default_stat(rgb: tuple[float, ...], channels: int) -> tuple[float, ...]:
 def image_eval_transform(tokenizer: ImageTokenizer) -> Callable[[torch.Tensor], torch.Tensor]:
     """(c, h, w) in [0, 1] → resized, centre-cropped, normalised to fit ``tokenizer`` (its size, channels,
     mean and std); grayscale and RGB items are converted to the tokenizer's channel count."""
-    transform = image_transform(tokenizer.img_size, mean=tokenizer.mean, std=tokenizer.std,
-                                interpolation=tokenizer.interpolation, crop_pct=tokenizer.crop_pct)
+    return _fitted(tokenizer, image_transform(tokenizer.img_size, mean=tokenizer.mean, std=tokenizer.std,
+                                              interpolation=tokenizer.interpolation, crop_pct=tokenizer.crop_pct))
+
+
+def image_augment(tokenizer: ImageTokenizer, *, scale: tuple[float, float] = (0.08, 1.0)
+                  ) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Training counterpart of :func:`image_eval_transform`: random resized crop (area ``scale``; the
+    Inception / timm / DeiT default 0.08–1) and horizontal flip instead of resize + centre crop."""
+    return _fitted(tokenizer, image_transform(tokenizer.img_size, mean=tokenizer.mean, std=tokenizer.std,
+                                              interpolation=tokenizer.interpolation, train=True, scale=scale))
+
+
+def _fitted(tokenizer: ImageTokenizer, transform: Callable[[torch.Tensor], torch.Tensor]
+            ) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``transform`` after converting the item to the tokenizer's channels (luma for 1, replicated grey for 3)."""
 
     def apply(image: torch.Tensor) -> torch.Tensor:
         if image.shape[0] != tokenizer.in_chans:
@@ -201,10 +214,11 @@ def image_eval_transform(tokenizer: ImageTokenizer) -> Callable[[torch.Tensor], 
     return apply
 
 
-register_modality("image", tokenizer=ImageTokenizer, reader=read_image, suffixes=IMAGE_SUFFIXES,
-                  transform=image_eval_transform, aliases=("rgb", "vision"))
+_IMAGE_LIKE = {"transform": image_eval_transform, "augment": image_augment, "mixing": "cutmix"}
+register_modality("image", tokenizer=ImageTokenizer, reader=read_image, suffixes=IMAGE_SUFFIXES, **_IMAGE_LIKE,
+                  aliases=("rgb", "vision"))
 # Infrared claims .npy and X-ray .dcm; their .png/.tif files infer "image" (registered first): pass modality=.
 register_modality("infrared", tokenizer=InfraredTokenizer, reader=read_infrared, suffixes=INFRARED_SUFFIXES,
-                  transform=image_eval_transform, aliases=("thermal", "ir"))
-register_modality("xray", tokenizer=XRayTokenizer, reader=read_xray, suffixes=XRAY_SUFFIXES,
-                  transform=image_eval_transform, aliases=("x_ray", "radiograph"))
+                  **_IMAGE_LIKE, aliases=("thermal", "ir"))
+register_modality("xray", tokenizer=XRayTokenizer, reader=read_xray, suffixes=XRAY_SUFFIXES, **_IMAGE_LIKE,
+                  aliases=("x_ray", "radiograph"))

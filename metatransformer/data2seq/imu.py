@@ -9,6 +9,7 @@ from ..batching import Padded, pad_collate
 from ..datasets.imu import IMU_SUFFIXES, read_imu
 from ..registry import register_modality
 from .base import ClsToken, TokenSequence, Tokenizer
+from .time_series import series_augment
 
 
 class IMUTokenizer(Tokenizer):
@@ -81,4 +82,4 @@ class IMUTokenizer(Tokenizer):
 
 
 register_modality("imu", tokenizer=IMUTokenizer, reader=read_imu, suffixes=IMU_SUFFIXES, collate=pad_collate,
-                  aliases=("inertial", "accelerometer"))
+                  augment=series_augment, mixing="mixup", aliases=("inertial", "accelerometer"))

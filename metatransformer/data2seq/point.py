@@ -21,7 +21,7 @@ from ..registry import register_modality
 from .base import ClsToken, TokenSequence, Tokenizer
 
 __all__ = ["MiniPointNet", "PointCloudTokenizer", "farthest_point_sample", "gather_points", "group_points", "knn",
-           "point_cloud_transform"]
+           "point_cloud_augment", "point_cloud_transform"]
 
 # Shape legend: b batch, n points, m query points / centres, k neighbours, c channels, d width.
 
@@ -143,6 +143,54 @@ def point_cloud_transform(tokenizer: PointCloudTokenizer) -> Callable[[torch.Ten
     return apply
 
 
+def point_cloud_augment(
+        tokenizer: PointCloudTokenizer,
+        *,
+        scale: tuple[float, float] = (2 / 3, 3 / 2),
+        translate: float = 0.2,
+        jitter: float = 0.0,
+        jitter_clip: float = 0.05,
+        rotate: bool = False,
+        up_axis: int = 1,
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Training counterpart of :func:`point_cloud_transform`: the fitted cloud's xyz randomly rotated about
+    the up axis (optional), scaled and translated per axis, and jittered per point (optional); extra
+    features (normals, colours) are kept as read.
+
+    Defaults: Point-MAE's ModelNet40 fine-tuning (``PointcloudScaleAndTranslate``: scale U(2/3, 3/2) and
+    translation U(-0.2, 0.2) per axis). PointNet's ``provider.py`` gives the optional ones: rotation by
+    U(0, 2π) about y (ModelNet's up axis) and jitter N(0, 0.01²) clipped to ±0.05 (``jitter=0.01``).
+
+    Args:
+        scale: per-axis scale range.
+        translate: per-axis translation range ±``translate``.
+        jitter: standard deviation of per-point Gaussian noise (0: none).
+        jitter_clip: the noise is clipped to ±``jitter_clip``.
+        rotate: rotate about ``up_axis`` by a uniform angle.
+        up_axis: 0, 1 or 2 (x, y, z).
+    """
+    fit = point_cloud_transform(tokenizer)
+    low, high = scale
+    if up_axis not in (0, 1, 2):
+        raise ValueError(f"up_axis must be 0, 1 or 2, got {up_axis}")
+
+    def apply(points: torch.Tensor) -> torch.Tensor:
+        points = fit(points).clone()
+        xyz = points[:, :3]
+        if rotate:
+            angle = torch.rand(()) * 2 * torch.pi
+            cos, sin = torch.cos(angle), torch.sin(angle)
+            a, b = [axis for axis in range(3) if axis != up_axis]
+            plane = xyz[:, [a, b]].clone()
+            xyz[:, a], xyz[:, b] = plane[:, 0] * cos - plane[:, 1] * sin, plane[:, 0] * sin + plane[:, 1] * cos
+        xyz.mul_(torch.empty(3).uniform_(low, high)).add_(torch.empty(3).uniform_(-translate, translate))
+        if jitter:
+            xyz.add_((torch.randn_like(xyz) * jitter).clamp_(-jitter_clip, jitter_clip))
+        return points
+
+    return apply
+
+
 register_modality("point_cloud", tokenizer=PointCloudTokenizer, reader=read_point_cloud,
                   suffixes=POINT_CLOUD_SUFFIXES, collate=stack_collate, transform=point_cloud_transform,
-                  aliases=("point", "points", "pointcloud"))
+                  augment=point_cloud_augment, aliases=("point", "points", "pointcloud"))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import os
 from typing import Any, Callable, Mapping
 
 import torch
@@ -17,7 +18,9 @@ from ..datasets.video import (
     MAX_VIDEO_SIDE,
     VIDEO_SUFFIXES,
     VideoClip,
+    clip_starts,
     read_video,
+    spatial_views,
     video_collate,
     video_transform,
 )
@@ -211,15 +214,61 @@ def video_eval_transform(tokenizer: VideoTokenizer) -> Callable[[VideoClip], Vid
     count fitted to ``tokenizer.num_frames`` (padding masked); RGB is averaged for a 1-channel tokenizer."""
     transform = video_transform(tokenizer.img_size, num_frames=tokenizer.num_frames, mean=tokenizer.mean,
                                 std=tokenizer.std)
+    return lambda clip: transform(_channels(tokenizer, clip))
 
-    def apply(clip: VideoClip) -> VideoClip:
-        frames, mask = clip
-        if tokenizer.in_chans == 1 and frames.shape[0] != 1:
-            frames = frames.mean(0, keepdim=True)
-        return transform(VideoClip(frames, mask))
+
+def video_augment(tokenizer: VideoTokenizer, *, scale: tuple[float, float] = (0.25, 1.0)
+                  ) -> Callable[[VideoClip], VideoClip]:
+    """Training counterpart of :func:`video_eval_transform`: one random resized crop (area ``scale``: 0.25–1,
+    this library's video default, milder than VideoMAE's 0.08–1 on Kinetics) and flip for every frame of a
+    clip (VideoMAE's / SlowFast's clip-consistent spatial augmentation), and a random window of
+    ``num_frames`` consecutive frames when the reader gives more (temporal jitter: read more frames than the
+    tokenizer takes, e.g. ``reader_options {"video": {"num_frames": 32, "stride": 2}}``)."""
+    transform = video_transform(tokenizer.img_size, num_frames=tokenizer.num_frames, mean=tokenizer.mean,
+                                std=tokenizer.std, train=True, scale=scale)
+    return lambda clip: transform(_channels(tokenizer, clip))
+
+
+def video_views(tokenizer: VideoTokenizer, temporal: int, spatial: int, **reader_options: Any
+                ) -> Callable[[str | os.PathLike], list[VideoClip]]:
+    """Test-time views of a video file (the Kinetics / UCF101 protocol): ``temporal`` clips, their starts
+    spaced uniformly over the video (:func:`~metatransformer.datasets.video.clip_starts`, for clips of the
+    tokenizer's frame count), each read with ``read_video(path, **reader_options, start=...)``, × ``spatial``
+    crops (1: centre; 3: start, centre, end of the long side); views are fitted as in evaluation, and one
+    temporal and one spatial view is :func:`video_eval_transform` of the default read.
+
+    Temporal views need clips shorter than the video: a ``stride`` in ``reader_options`` (without one, a
+    clip spreads its frames over the whole video).
+
+    Returns:
+        ``path -> [VideoClip, ...]``: ``temporal × spatial`` clips, clip-major.
+    """
+    if temporal < 1:
+        raise ValueError(f"temporal views must be >= 1, got {temporal}")
+    if temporal > 1 and reader_options.get("stride") is None:
+        raise ValueError("temporal views are clips spaced over the video: give the video reader a stride "
+                         "(reader_options {\"video\": {\"stride\": 4}}); without one a clip samples the whole video")
+    crops = spatial_views(tokenizer.img_size, spatial, num_frames=tokenizer.num_frames, mean=tokenizer.mean,
+                          std=tokenizer.std)
+
+    def apply(path: str | os.PathLike) -> list[VideoClip]:
+        stride = reader_options.get("stride") or 1  # unused for one clip
+        starts = clip_starts(path, temporal, num_frames=tokenizer.num_frames, stride=stride,
+                             start=reader_options.get("start", 0.0))
+        clips = [read_video(path, **{**reader_options, "start": start}) for start in starts]
+        return [view for clip in clips for view in crops(_channels(tokenizer, clip))]
 
     return apply
 
 
+def _channels(tokenizer: VideoTokenizer, clip: VideoClip) -> VideoClip:
+    """RGB averaged to one channel for a 1-channel tokenizer."""
+    frames, mask = clip
+    if tokenizer.in_chans == 1 and frames.shape[0] != 1:
+        frames = frames.mean(0, keepdim=True)
+    return VideoClip(frames, mask)
+
+
 register_modality("video", tokenizer=VideoTokenizer, reader=read_video, suffixes=VIDEO_SUFFIXES,
-                  collate=video_collate, transform=video_eval_transform, aliases=("clip", "movie"))
+                  collate=video_collate, transform=video_eval_transform, augment=video_augment, mixing="cutmix",
+                  views=video_views, aliases=("clip", "movie"))

@@ -123,6 +123,7 @@ def fbank_transform(
         std: float = AUDIOSET_STD,
         freq_mask: int = 0,
         time_mask: int = 0,
+        time_mask_fraction: float = 1.0,
         min_frames: int = 16,
 ) -> Callable[[torch.Tensor], Padded]:
     """Waveform → normalised filterbank frames, as AST prepares its input.
@@ -131,10 +132,12 @@ def fbank_transform(
     (AST: 1024 for 10 s AudioSet clips, 128 for 1 s Speech Commands), normalised as
     ``(fbank - mean) / (2 * std)`` (AudioSet statistics by default) and, for training, SpecAugment
     masks applied (torchaudio's ``FrequencyMasking`` / ``TimeMasking``, widths up to ``freq_mask`` /
-    ``time_mask``; AST uses 48 / 192 on AudioSet).
+    ``time_mask``; AST uses 48 / 192 on AudioSet). The masks zero normalised values, i.e. set them to
+    the dataset mean (SpecAugment's mean value).
 
     Args:
         target_length: frames to pad/crop to, or None to keep each clip's own count (at least ``min_frames``).
+        time_mask_fraction: a time mask is also at most this fraction of the frames (torchaudio's ``p``).
         min_frames: the least frame count (one patch), reached by padding.
 
     Returns:
@@ -142,7 +145,7 @@ def fbank_transform(
     """
     torchaudio = require("torchaudio")
     masks = [torchaudio.transforms.FrequencyMasking(freq_mask)] if freq_mask else []
-    masks += [torchaudio.transforms.TimeMasking(time_mask)] if time_mask else []
+    masks += [torchaudio.transforms.TimeMasking(time_mask, p=time_mask_fraction)] if time_mask else []
     window = int(sample_rate * FBANK_OPTIONS["frame_length"] / 1000)
 
     def apply(waveform: torch.Tensor) -> Padded:

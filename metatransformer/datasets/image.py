@@ -171,12 +171,14 @@ def image_transform(
         max_aspect_ratio: float = MAX_ASPECT_RATIO,
         interpolation: str = "bicubic",
         crop_pct: float = 1.0,
+        scale: tuple[float, float] = (0.08, 1.0),
 ) -> v2.Compose:
     """Resize / crop / normalise a (c, h, w) float tensor in [0, 1], as CLIP preprocesses.
 
     Evaluation: resize the short side to ``img_size / crop_pct`` (``interpolation``, antialiased),
     centre-crop ``img_size``, normalise (timm's ``crop_pct``; 1.0 is CLIP's resize-then-crop).
-    Training: random resized crop (scale 0.08–1) and horizontal flip instead.
+    Training: random resized crop (area ``scale``: 0.08–1, the Inception / timm default) and horizontal
+    flip instead.
     For 1-channel inputs pass 1-element ``mean``/``std`` (e.g. ``(sum(CLIP_MEAN)/3,)``).
 
     The resized image is at most ``img_size`` × ``img_size · max_aspect_ratio``: an image more elongated
@@ -189,7 +191,8 @@ def image_transform(
         raise ValueError(f"crop_pct must be in (0, 1], got {crop_pct!r}")
     mode = _INTERPOLATIONS[interpolation]
     geometry = (
-        [v2.RandomResizedCrop(img_size, interpolation=mode, antialias=True), v2.RandomHorizontalFlip()]
+        [v2.RandomResizedCrop(img_size, scale=scale, interpolation=mode, antialias=True),
+         v2.RandomHorizontalFlip()]
         if train else
         [v2.Resize(int(math.floor(img_size / crop_pct)), interpolation=mode, antialias=True), v2.CenterCrop(img_size)]
     )

@@ -256,24 +256,30 @@ def video_transform(
         mean: Sequence[float] = CLIP_MEAN,
         std: Sequence[float] = CLIP_STD,
         train: bool = False,
+        scale: tuple[float, float] = (0.25, 1.0),
 ) -> Any:
     """Per-clip preprocessing of a :class:`VideoClip` (torchvision v2, the same crop for every frame).
 
     Evaluation: resize the short side to ``img_size`` (bilinear, antialiased), centre-crop, normalise;
-    training: random resized crop and horizontal flip. With ``num_frames``, the clip is cut or padded
-    (masked, last frame repeated) to that many frames.
+    training: random resized crop (area ``scale``) and horizontal flip. With ``num_frames``, the clip is
+    cut or padded (masked, last frame repeated) to that many frames: evaluation keeps the first
+    ``num_frames``; training, when the clip holds more real frames, a random window of ``num_frames``
+    consecutive ones (temporal jitter: read more frames than the tokenizer takes to get it).
 
     Returns:
         a callable ``VideoClip -> VideoClip``.
     """
     geometry = (
-        [v2.RandomResizedCrop(img_size, scale=(0.25, 1.0), antialias=True), v2.RandomHorizontalFlip()]
+        [v2.RandomResizedCrop(img_size, scale=scale, antialias=True), v2.RandomHorizontalFlip()]
         if train else [v2.Resize(img_size, antialias=True), v2.CenterCrop(img_size)]
     )
     pipeline = v2.Compose([*geometry, v2.Normalize(mean=list(mean), std=list(std))])
 
     def apply(clip: VideoClip | torch.Tensor) -> VideoClip:
         frames, mask = clip if isinstance(clip, tuple) else (clip, torch.ones(clip.shape[1], dtype=torch.bool))
+        if num_frames is not None and train and int(mask.sum()) > num_frames:  # real frames are a prefix
+            start = int(torch.randint(int(mask.sum()) - num_frames + 1, ()))
+            frames, mask = frames[:, start:start + num_frames], mask[start:start + num_frames]
         if num_frames is not None and frames.shape[1] != num_frames:
             frames, mask = fit_frames(frames, mask, num_frames)
         # v2 transforms treat a (t, c, h, w) tensor as t images with one shared random draw.
@@ -281,6 +287,72 @@ def video_transform(
         return VideoClip(out.contiguous(), mask)
 
     return apply
+
+
+def spatial_views(
+        img_size: int = 224,
+        count: int = 1,
+        *,
+        num_frames: int | None = None,
+        mean: Sequence[float] = CLIP_MEAN,
+        std: Sequence[float] = CLIP_STD,
+) -> Callable[[VideoClip], list[VideoClip]]:
+    """Test-time crops of a clip: the short side resized to ``img_size`` (as :func:`video_transform`
+    evaluates), then ``count`` square crops along the long side: 1: the centre (= :func:`video_transform`);
+    3: start, centre and end (left / centre / right, or top / centre / bottom; the Kinetics / UCF101
+    three-crop test), each normalised; frames fitted to ``num_frames`` as in evaluation.
+
+    Returns:
+        a callable ``VideoClip -> [VideoClip, ...]`` (``count`` clips).
+    """
+    if count not in (1, 3):
+        raise ValueError(f"spatial views are 1 (centre) or 3 (start, centre, end) crops, got {count}")
+    resize, normalize = v2.Resize(img_size, antialias=True), v2.Normalize(mean=list(mean), std=list(std))
+
+    def apply(clip: VideoClip) -> list[VideoClip]:
+        frames, mask = clip
+        if num_frames is not None and frames.shape[1] != num_frames:
+            frames, mask = fit_frames(frames, mask, num_frames)
+        frames = resize(frames.transpose(0, 1))  # t c h w
+        height, width = frames.shape[-2:]  # the short side is img_size
+        extra = max(height, width) - img_size
+        centre = int(round(extra / 2.0))  # v2.CenterCrop's offset
+        views = []
+        for offset in [centre] if count == 1 else [0, centre, extra]:
+            top, left = (offset, 0) if height > width else (0, offset)
+            crop = v2.functional.crop(frames, top, left, img_size, img_size)
+            views.append(VideoClip(normalize(crop).transpose(0, 1).contiguous(), mask))
+        return views
+
+    return apply
+
+
+def clip_starts(path: str | os.PathLike, num_clips: int, *, num_frames: int = 16, stride: int,
+                start: float = 0.0) -> list[float]:
+    """Start times (seconds) of ``num_clips`` clips of ``num_frames`` frames every ``stride`` frames, spaced
+    uniformly from ``start`` to the last start whose clip ends inside the video (the Kinetics / UCF101
+    multi-clip test); one clip starts at ``start``. Read each with ``read_video(path, num_frames,
+    stride=stride, start=s)``.
+
+    Raises:
+        ReadError: not a video, or one whose headers do not give its length.
+    """
+    if num_clips < 1:
+        raise ValueError(f"num_clips must be >= 1, got {num_clips}")
+    if num_clips == 1:
+        return [start]
+    path = check_file(path)
+    av = require("av")
+    try:
+        with av.open(str(path), metadata_errors="ignore") as container:
+            probe = _probe(path, container, num_frames)
+    except (av.FFmpegError, OSError, ValueError) as err:
+        raise ReadError(f"{path}: cannot read the video: {err}") from err
+    if not probe.num_frames:
+        raise ReadError(f"{path}: the headers do not give the video's length, so clips cannot be spaced over it")
+    first = round(start * probe.fps)
+    last = max(first, probe.num_frames - ((num_frames - 1) * stride + 1))
+    return [float((first + round(k * (last - first) / (num_clips - 1))) / probe.fps) for k in range(num_clips)]
 
 
 def fit_frames(frames: torch.Tensor, mask: torch.Tensor, num_frames: int) -> tuple[torch.Tensor, torch.Tensor]:

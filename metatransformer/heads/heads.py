@@ -89,7 +89,8 @@ class Head(nn.Module):
 
 @HEADS.decorator("classification", aliases=("cls", "classifier"))
 class ClassificationHead(Head):
-    """Single-label classification; cross-entropy with optional label smoothing. Targets (b,) int64.
+    """Single-label classification; cross-entropy with optional label smoothing. Targets (b,) int64, or
+    (b, num_classes) class probabilities (soft targets, e.g. mixup's, which carry their own smoothing).
 
     Args:
         num_classes: number of classes.
@@ -105,6 +106,8 @@ class ClassificationHead(Head):
         self.label_smoothing = label_smoothing
 
     def loss(self, outputs: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        if target.is_floating_point():  # probabilities: smoothing is already in them
+            return F.cross_entropy(outputs, target.to(outputs.dtype))
         return F.cross_entropy(outputs, target, label_smoothing=self.label_smoothing)
 
 

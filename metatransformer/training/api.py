@@ -66,7 +66,8 @@ def make_dataset(config: TrainConfig, records: Sequence[Record], tokenizer: torc
     if config.task == "forecast":
         return WindowDataset(records)
     modality = records[0].modality if records else None
-    return ItemDataset(records, tokenizer, labels, augment=augment, reader_options=config.reader_options.get(modality))
+    return ItemDataset(records, tokenizer, labels, augment=augment, reader_options=config.reader_options.get(modality),
+                       augment_options=config.augment_options.get(modality))
 
 
 def with_series_channels(config: TrainConfig, labels: LabelEncoder, modalities: Sequence[str]) -> TrainConfig:
@@ -197,7 +198,7 @@ class MetaDataModule(pl.LightningDataModule):
         rank, world = self._world()
         c = self.config
         loaders = {m: make_loader(ds, batch_size=c.batch_size, shuffle=True, seed=c.seed, num_workers=c.num_workers,
-                                  drop_last=world > 1, rank=rank, world_size=world)
+                                  drop_last=world > 1 or c.mixing, rank=rank, world_size=world)  # mixup: even batches
                    for m, ds in self.train_sets.items()}
         if self._resume is not None:
             epoch, consumed = self._resume
@@ -309,8 +310,11 @@ def train(config: TrainConfig | dict[str, Any], *, records: Sequence[Record] = (
     val_sets: dict[str, Any] = {m: make_dataset(config, val_groups[m], model.tokenizer(m), labels)
                                 for m in modalities if m in val_groups} if config.task != "reid" else \
         retrieval_sets(config, retrieval_records(all_records), model)
+    if config.mixing and min(len(ds) for ds in train_sets.values()) < config.batch_size:
+        raise ValueError(f"--mixup/--cutmix train on whole batches only: every modality needs at least "
+                         f"--batch-size {config.batch_size} training samples")
     probe_info: dict[str, Any] = {}
-    probe = config.linear_probe and not config.augment
+    probe = config.linear_probe and not (config.augment or config.mixing)  # the cache holds unaugmented features
     if probe:
         cache_dir = Path(config.cache_dir or run_dir / "features")
         use_gpu = torch.cuda.is_available() and config.accelerator in ("auto", "gpu", "cuda")

@@ -70,7 +70,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate_run
 
     results = evaluate_run(args.run_dir, data=args.data, split=args.split, checkpoint=args.checkpoint,
-                           output=args.output, batch_size=args.batch_size, device=args.device)
+                           output=args.output, batch_size=args.batch_size, device=args.device,
+                           temporal_views=args.temporal_views, spatial_views=args.spatial_views)
     for modality, res in results["modalities"].items():
         scalars = {k: round(v, 4) for k, v in res.items() if isinstance(v, float)}
         print(f"{modality} ({res['count']} {results['split']} samples): {json.dumps(scalars)}")
@@ -114,6 +115,12 @@ def add_commands(commands: Any) -> None:
     evaluate.add_argument("--output", help="report folder (default RUN_DIR/eval-SPLIT)")
     evaluate.add_argument("--batch-size", type=int, help="batch size (default: the run's)")
     evaluate.add_argument("--device", default="cpu", help="device (default: cpu)")
+    evaluate.add_argument("--temporal-views", type=int, default=1, metavar="N",
+                          help="test-time views along time, e.g. video: N clips spaced uniformly over each file "
+                               "(needs the reader's stride); softmaxes averaged (default: 1)")
+    evaluate.add_argument("--spatial-views", type=int, default=1, metavar="M",
+                          help="test-time views in space, e.g. video: 1 (centre) or 3 (start/centre/end of the "
+                               "long side) crops of each clip (default: 1)")
     evaluate.set_defaults(run=_evaluate)
 
     merge = commands.add_parser(

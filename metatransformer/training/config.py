@@ -56,8 +56,18 @@ class TrainConfig:
     num_workers: int = _f(0, "DataLoader worker processes")
     reader_options: dict = _f({}, "per-modality keyword arguments of the modality's file reader, JSON: "
                                   "{\"hyperspectral\": {\"scale\": \"none\"}} (files already scaled)")
-    augment: bool = _f(False, "training augmentation where the modality has one (image-like: random resized crop + "
-                              "flip)")
+    augment: bool = _f(False, "training augmentation of each modality that has one (image-like: random resized crop "
+                              "+ flip; video: the same per clip + temporal jitter; audio: SpecAugment; point "
+                              "cloud: scale + translate; hyperspectral: flips + 90° turns; series: jitter + "
+                              "scaling)")
+    augment_options: dict = _f({}, "per-modality keyword arguments of the modality's augmentation, JSON: "
+                                   "{\"point_cloud\": {\"jitter\": 0.01, \"rotate\": true}}")
+    mixup: float = _f(0.0, "classification: mixup α of training batches (λ ~ Beta(α, α), timm's Mixup; DeiT: 0.8); "
+                           "targets become soft (label smoothing included), validation stays unmixed")
+    cutmix: float = _f(0.0, "classification: cutmix α of image-like batches (DeiT: 1.0); other modalities that mix "
+                            "take mixup only")
+    mixup_prob: float = _f(1.0, "probability that a training batch is mixed")
+    mixup_switch_prob: float = _f(0.5, "with mixup and cutmix on: probability that a mixed batch takes cutmix")
     # model
     preset: str = _f("base", "encoder preset (base, large, small, tiny, nano)")
     checkpoint: Optional[str] = _f(None, "encoder checkpoint (Meta-Transformer .pth, timm, OpenCLIP, ours)")
@@ -73,8 +83,8 @@ class TrainConfig:
     finetune: Literal["frozen", "full"] = _f("frozen", "frozen: tokenizers + heads on the frozen encoder; full: "
                                                        "everything trains")
     unfreeze_last: Optional[int] = _f(None, "with finetune=frozen, also train the last N encoder blocks")
-    linear_probe: bool = _f(False, "train the heads only: frozen tokenizer + encoder; without augmentation the "
-                                   "features are encoded once and cached on disk")
+    linear_probe: bool = _f(False, "train the heads only: frozen tokenizer + encoder; without augmentation or mixup "
+                                   "the features are encoded once and cached on disk")
     cache_dir: Optional[str] = _f(None, "feature cache of the linear probe (default RUN_DIR/features)")
     # multimodal pathway
     aux: Optional[str] = _f(None, "auxiliary model for Cross-Modal Re-parameterization (M2PT): a save_pretrained "
@@ -133,6 +143,18 @@ class TrainConfig:
                                  "at their defaults")
         if self.accumulate < 1:
             raise ValueError(f"accumulate must be >= 1, got {self.accumulate}")
+        if min(self.mixup, self.cutmix) < 0 or not 0 <= self.mixup_prob <= 1 or not 0 <= self.mixup_switch_prob <= 1:
+            raise ValueError("--mixup and --cutmix must be >= 0, --mixup-prob and --mixup-switch-prob in [0, 1]")
+        if self.mixing and self.task != "classification":
+            raise ValueError(f"--mixup/--cutmix mix class labels: they apply to task classification, not {self.task}")
+        if self.mixing and self.batch_size % 2:
+            raise ValueError(f"--mixup/--cutmix pair sample i with sample b-1-i of a batch (timm's Mixup): "
+                             f"--batch-size must be even, got {self.batch_size}")
+
+    @property
+    def mixing(self) -> bool:
+        """Training batches are mixed (mixup or cutmix)."""
+        return self.mixup > 0 or self.cutmix > 0
 
     @property
     def pathway(self) -> bool:

@@ -248,24 +248,6 @@ class _TokenizerHolder:
         return self.tokenizers[name]
 
 
-def train_transform(modality: str, tokenizer: torch.nn.Module) -> Callable[[Any], Any] | None:
-    """Training augmentation for image-like tokenizers (random resized crop + flip, CLIP recipe); None for
-    modalities without one (they train on the default transform)."""
-    if not hasattr(tokenizer, "img_size"):
-        return None
-    from ..datasets import image_transform
-
-    transform = image_transform(tokenizer.img_size, mean=tokenizer.mean, std=tokenizer.std, train=True)
-    channels = getattr(tokenizer, "in_chans", 3)
-
-    def apply(item: torch.Tensor) -> torch.Tensor:
-        if item.shape[0] != channels:
-            item = item.mean(0, keepdim=True).expand(channels, -1, -1) if channels in (1, 3) else item
-            item = item[:1] if channels == 1 else item
-        return transform(item)
-    return apply
-
-
 class ItemDataset(Dataset):
     """Records of one modality → (item, target): files through the modality's reader + transform
     (:func:`metatransformer.embed.item_loader`), in-memory items through its transform only.
@@ -274,13 +256,16 @@ class ItemDataset(Dataset):
         records: the samples (all of one modality).
         tokenizer: the model's tokenizer for that modality (the transform is built from its options).
         labels: the label encoder.
-        augment: use :func:`train_transform` where the modality has one.
+        augment: use the modality's registered training augmentation (``augment``) instead of its
+            ``transform`` where it has one.
         reader_options: keyword arguments of the modality's reader (e.g. ``{"scale": "none"}`` for
             hyperspectral patches that a converter already scaled over the whole scene).
+        augment_options: keyword arguments of the modality's augmentation.
     """
 
     def __init__(self, records: Sequence[Record], tokenizer: torch.nn.Module, labels: LabelEncoder, *,
-                 augment: bool = False, reader_options: dict[str, Any] | None = None) -> None:
+                 augment: bool = False, reader_options: dict[str, Any] | None = None,
+                 augment_options: dict[str, Any] | None = None) -> None:
         modalities = {r.modality for r in records}
         if len(modalities) > 1:
             raise ValueError(f"an ItemDataset holds one modality, got {sorted(modalities)}")
@@ -295,6 +280,7 @@ class ItemDataset(Dataset):
             self.rows = encode_table_rows(self.records, tokenizer)
         self.augment = augment
         self.reader_options = dict(reader_options or {})
+        self.augment_options = dict(augment_options or {})
         self._load: Callable[[Path], Any] | None = None
         self._transform: Callable[[Any], Any] | None = None
 
@@ -305,7 +291,8 @@ class ItemDataset(Dataset):
         if self._load is None:
             spec = get_modality(self.modality)
             tokenizer = self.holder.tokenizer(self.modality)
-            augment = train_transform(self.modality, tokenizer) if self.augment else None
+            augment = spec.augment(tokenizer, **self.augment_options) \
+                if self.augment and spec.augment is not None else None
             default = spec.transform(tokenizer) if spec.transform is not None else (lambda item: item)
             self._transform = augment or default
             reader = functools.partial(spec.reader, **self.reader_options) \

@@ -5,19 +5,22 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 import torchmetrics
+from torch.utils.data import DataLoader, Dataset
 from torchmetrics.functional import classification as C
 
 from ..embed import to_device
 from ..model import MetaTransformer
+from ..registry import get_modality
 from ..serialization import CheckpointError
 from .api import RUN_INFO, load_run_model, make_dataset, source_records
 from .config import TrainConfig
-from .data import ItemDataset, LabelEncoder, group_by_modality, make_loader, assign_splits
+from .data import ItemDataset, LabelEncoder, Record, group_by_modality, make_loader, assign_splits
 from .forecast import forecast_outputs
 from .reid import evaluate_retrieval, retrieval_records
 
@@ -76,6 +79,78 @@ def predict(model: MetaTransformer, dataset: ItemDataset, *, batch_size: int = 3
         output = forecast_outputs(model, dataset.modality, batch) if forecast else \
             model(dataset.modality, batch, head=dataset.modality)
         outputs.append(output.float().cpu())
+        targets.append(target)
+    return torch.cat(outputs), torch.cat(targets)
+
+
+class ViewDataset(Dataset):
+    """Records of one modality's files → (their test-time views, target), through the modality's registered
+    ``views`` (e.g. video: clips spaced over the file × crops).
+
+    Args:
+        records: the samples (files, all of one modality).
+        tokenizer: the model's tokenizer for that modality (views are fitted to it).
+        labels: the label encoder.
+        temporal: views along time.
+        spatial: views in space.
+        reader_options: keyword arguments of the modality's reader.
+    """
+
+    def __init__(self, records: Sequence[Record], tokenizer: torch.nn.Module, labels: LabelEncoder, *,
+                 temporal: int, spatial: int, reader_options: dict[str, Any] | None = None) -> None:
+        self.records = list(records)
+        self.modality = self.records[0].modality
+        self.spec = get_modality(self.modality)
+        if self.spec.views is None:
+            raise ValueError(f"modality {self.modality!r} has no test-time views (--temporal-views/--spatial-views)")
+        if not all(isinstance(r.source, (str, os.PathLike)) for r in self.records):
+            raise ValueError("test-time views are read from files; these records hold in-memory items")
+        self.count = temporal * spatial
+        self.tokenizer, self.targets = tokenizer, [labels.encode(r.label) for r in self.records]
+        self.options = {"temporal": temporal, "spatial": spatial, **(reader_options or {})}
+        self._views: Callable[[Path], list[Any]] | None = self.spec.views(tokenizer, **self.options)  # checks them
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> tuple[list[Any], torch.Tensor]:
+        if self._views is None:
+            self._views = self.spec.views(self.tokenizer, **self.options)
+        views = self._views(Path(self.records[index].source))
+        if len(views) != self.count:
+            raise ValueError(f"{self.modality} views gave {len(views)} items, expected {self.count}")
+        return views, self.targets[index]
+
+    def collate(self, samples: Sequence[tuple[list[Any], torch.Tensor]]) -> tuple[Any, torch.Tensor]:
+        """Every view of every sample in one batch (sample-major), and the samples' targets."""
+        return self.spec.collate([v for views, _ in samples for v in views]), torch.stack([t for _, t in samples])
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_views": None}  # rebuilt in each worker
+
+
+def average_views(task: str, outputs: torch.Tensor) -> torch.Tensor:
+    """(n, views, c) head outputs → (n, c), the views' probabilities averaged and returned as logits:
+    classification: log of the mean softmax; multilabel: logit of the mean sigmoid; regression: the mean."""
+    if task == "classification":
+        return outputs.softmax(-1).mean(1).log()
+    if task == "multilabel":
+        return torch.logit(outputs.sigmoid().mean(1))
+    return outputs.mean(1)
+
+
+@torch.inference_mode()
+def predict_views(model: MetaTransformer, dataset: ViewDataset, *, task: str, batch_size: int = 32,
+                  num_workers: int = 0, device: str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """Multi-view :func:`predict`: each sample's views through the model (``batch_size`` views a batch, whole
+    samples), combined by :func:`average_views`. Returns (outputs (n, c), targets)."""
+    model.eval().to(device)
+    outputs, targets = [], []
+    loader = DataLoader(dataset, batch_size=max(1, batch_size // dataset.count), shuffle=False,
+                        num_workers=num_workers, collate_fn=dataset.collate)
+    for batch, target in loader:
+        output = model(dataset.modality, to_device(batch, torch.device(device)), head=dataset.modality)
+        outputs.append(average_views(task, output.float().cpu().unflatten(0, (len(target), dataset.count))))
         targets.append(target)
     return torch.cat(outputs), torch.cat(targets)
 
@@ -144,8 +219,9 @@ def plot_curves(run_dir: Path, path: Path) -> Path | None:
 
 
 def _markdown(results: dict[str, Any]) -> str:
-    lines = [f"# Evaluation of {results['run_dir']}", "", f"split: **{results['split']}**, model: `{results['model']}`",
-             ""]
+    views = results.get("views")
+    lines = [f"# Evaluation of {results['run_dir']}", "", f"split: **{results['split']}**, model: `{results['model']}`"
+             + (f", views: {views['temporal']} temporal × {views['spatial']} spatial" if views else ""), ""]
     for modality, res in results["modalities"].items():
         lines += [f"## {modality} ({res['count']} samples)", "", "| metric | value |", "|---|---|"]
         lines += [f"| {k} | {v:.4f} |" for k, v in res.items() if isinstance(v, float)]
@@ -174,7 +250,7 @@ def _markdown(results: dict[str, Any]) -> str:
 
 def evaluate_run(run_dir: str | Path, *, data: Sequence[str] | None = None, split: str | None = None,
                  checkpoint: str = "final", output: str | Path | None = None, batch_size: int | None = None,
-                 device: str = "cpu") -> dict[str, Any]:
+                 device: str = "cpu", temporal_views: int = 1, spatial_views: int = 1) -> dict[str, Any]:
     """Evaluate a training run on a split of its data (or of ``data``) and write the report.
 
     Args:
@@ -185,6 +261,8 @@ def evaluate_run(run_dir: str | Path, *, data: Sequence[str] | None = None, spli
             (retrieval in both directions; ``split`` does not apply).
         checkpoint: ``final`` (RUN_DIR/model), ``best``, ``last`` or a .ckpt path.
         output: report folder (default RUN_DIR/eval-SPLIT).
+        temporal_views: views of each file along time, combined with ``spatial_views`` in space (video: the
+            UCF101 / Kinetics protocol, e.g. 10 clips × 3 crops; see :func:`average_views`); 1 × 1: one view.
 
     Returns:
         the results (also written as results.json and results.md).
@@ -212,13 +290,24 @@ def evaluate_run(run_dir: str | Path, *, data: Sequence[str] | None = None, spli
     out = Path(output or run_dir / f"eval-{split}")
     out.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {"run_dir": str(run_dir), "split": split, "model": model_name, "modalities": {}}
+    views = temporal_views * spatial_views > 1
+    if views:
+        if labels.task in ("forecast", "reid"):
+            raise ValueError(f"test-time views do not apply to task {labels.task}")
+        results["views"] = {"temporal": temporal_views, "spatial": spatial_views}
     if labels.task == "reid":  # one retrieval over every modality's query and gallery records
         results["directions"] = evaluate_retrieval(model, config, chosen, batch_size=batch_size or config.batch_size,
                                                    device=device)
     for modality, rs in group_by_modality(chosen if labels.task != "reid" else []).items():
-        dataset = make_dataset(config, rs, model.tokenizer(modality), labels)
-        outputs, targets = predict(model, dataset, batch_size=batch_size or config.batch_size, device=device,
-                                   forecast=labels.task == "forecast")
+        if views:
+            dataset = ViewDataset(rs, model.tokenizer(modality), labels, temporal=temporal_views,
+                                  spatial=spatial_views, reader_options=config.reader_options.get(modality))
+            outputs, targets = predict_views(model, dataset, task=labels.task, device=device,
+                                             batch_size=batch_size or config.batch_size)
+        else:
+            dataset = make_dataset(config, rs, model.tokenizer(modality), labels)
+            outputs, targets = predict(model, dataset, batch_size=batch_size or config.batch_size, device=device,
+                                       forecast=labels.task == "forecast")
         res = {"count": len(rs), **compute_metrics(labels.task, outputs, targets, labels.classes)}
         if "confusion_matrix" in res:
             res["confusion_png"] = str(plot_confusion(res["confusion_matrix"], labels.classes,

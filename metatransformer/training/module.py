@@ -15,6 +15,7 @@ from ..model import MetaTransformer
 from ..pathway import pathway_param_groups
 from .config import TrainConfig
 from .forecast import forecast_outputs
+from .mixing import batch_mixers
 from .reid import RetrievalMetric, reid_embeddings
 
 # metric that picks the best checkpoint, and whether higher is better
@@ -80,6 +81,7 @@ class MetaTransformerModule(pl.LightningModule):
         groups = ["retrieval"] if self.task == "reid" else self.modalities
         self.val_metrics = torch.nn.ModuleDict({g: task_metrics(self.task, num_outputs) for g in groups})
         self.val_loss = torch.nn.ModuleDict({m: torchmetrics.MeanMetric() for m in self.modalities})
+        self.mixers = batch_mixers(config, num_outputs, self.modalities)
 
     # ------------------------------------------------------------------ forward
     def features_of(self, modality: str, batch: Any) -> TokenSequence:
@@ -101,6 +103,8 @@ class MetaTransformerModule(pl.LightningModule):
         total = 0.0
         size = 0
         for modality, (inputs, target) in batch.items():
+            if modality in self.mixers:  # soft targets; validation batches stay unmixed
+                inputs, target = self.mixers[modality](inputs, target)
             outputs = self.outputs_of(modality, inputs)
             loss = self.model.heads[modality].loss(outputs, target)
             self.log(f"train/{modality}/loss" if len(self.modalities) > 1 else "train/loss_step", loss.detach(),

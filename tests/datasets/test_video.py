@@ -212,3 +212,32 @@ def test_transform_and_collate_keep_the_mask(tmp_path):
     # normalisation (x - 0.5) / 0.5 of the frame's grey background: grey level 8·i / 255 at frame i
     background = batch.frames[1, :, 1, -1, -1]  # far from the square after the resize and centre crop
     assert torch.allclose(background, torch.full((3,), (8 / 255 - 0.5) / 0.5), atol=0.02)
+
+
+@pytest.mark.parametrize("height, width", [(32, 40), (48, 32), (24, 24)])
+def test_spatial_views_are_the_centre_crop_and_the_two_ends_of_the_long_side(height, width):
+    clip = video_module.VideoClip(torch.rand(3, 5, height, width), torch.ones(5, dtype=torch.bool))
+    stats = {"mean": (0.5,) * 3, "std": (0.25,) * 3}
+    (centre,) = video_module.spatial_views(16, 1, num_frames=4, **stats)(clip)
+    single = video_transform(16, num_frames=4, **stats)(clip)
+    assert torch.equal(centre.frames, single.frames) and torch.equal(centre.mask, single.mask)
+    views = video_module.spatial_views(16, 3, num_frames=4, **stats)(clip)
+    assert torch.equal(views[1].frames, single.frames)
+    from torchvision.transforms import v2
+
+    resized = (v2.Resize(16, antialias=True)(clip.frames[:, :4].transpose(0, 1)).transpose(0, 1) - 0.5) / 0.25
+    torch.testing.assert_close(views[0].frames, resized[..., :16, :16])  # top / left end
+    torch.testing.assert_close(views[2].frames, resized[..., -16:, -16:])  # bottom / right end
+    assert height == width or not torch.equal(views[0].frames, views[2].frames)
+    with pytest.raises(ValueError, match="1 \\(centre\\) or 3"):
+        video_module.spatial_views(16, 2)
+
+
+def test_clip_starts_space_strided_clips_over_the_video(tmp_path):
+    path = write_video(tmp_path / "clip.mp4", moving_square(50), fps=25)
+    assert video_module.clip_starts(path, 1, num_frames=8, stride=2, start=0.4) == [0.4]
+    starts = video_module.clip_starts(path, 3, num_frames=8, stride=2)  # clips of 15 frames in 50
+    assert [round(s * 25) for s in starts] == [0, 18, 35]
+    last = read_video(path, num_frames=8, stride=2, start=starts[-1], backend="pyav")
+    assert last.mask.all()  # the last clip ends inside the video
+    assert video_module.clip_starts(path, 2, num_frames=40, stride=2) == [0.0, 0.0]  # longer than the video

@@ -118,3 +118,25 @@ def test_lightning_sets_the_epoch_of_the_batch_sampler():
     sampler = ResumableBatchSampler(8, 2, shuffle=True)
     _set_sampler_epoch(DataLoader(range(8), batch_sampler=sampler), 3)
     assert sampler.epoch == 3
+
+
+def test_augmentation_is_the_registered_one_and_only_for_training_items(tmp_path):
+    from pathlib import Path
+
+    from metatransformer.embed import item_loader
+
+    records = load_records(write_images(tmp_path, classes=2, per_class=2))
+    model = create_model("nano", modalities={"image": {"img_size": 16, "patch_size": 8}})
+    labels = LabelEncoder.fit("classification", [r.label for r in records])
+    plain = ItemDataset(records, model.tokenizer("image"), labels)
+    augmented = ItemDataset(records, model.tokenizer("image"), labels, augment=True,
+                            augment_options={"scale": (0.2, 0.5)})
+    embedding = item_loader(model, "image")  # what `embed` and evaluation read
+    for i, record in enumerate(records):
+        assert torch.equal(plain[i][0], embedding(Path(record.source)))
+        torch.manual_seed(i)
+        item = augmented[i][0]
+        assert item.shape == plain[i][0].shape and not torch.equal(item, plain[i][0])
+    tensors = records_from_tensors(torch.rand(2, 3, 20, 20), ["c0", "c1"], modality="image")
+    in_memory = ItemDataset(tensors, model.tokenizer("image"), labels, augment=True)
+    assert not torch.equal(in_memory[0][0], ItemDataset(tensors, model.tokenizer("image"), labels)[0][0])

@@ -171,6 +171,8 @@ def test_help_is_complete(command, capsys):
         assert "--config" in text and "--no-aux-trainable" in text
     else:
         assert "run_dir" in text and "--checkpoint" in text
+    if command == "evaluate":
+        assert "--temporal-views" in text and "--spatial-views" in text
 
 
 def test_a_modality_without_validation_records_leaves_the_others_named_right(image_dir, thermal_dir, tmp_path):
