@@ -10,7 +10,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .._validation import check_range
-from ..batching import Padded, stack_collate
+from ..batching import Padded, stack_or_pad_collate
 from ..datasets.point_cloud import (
     MAX_POINTS,
     POINT_CLOUD_SUFFIXES,
@@ -162,5 +162,5 @@ def point_cloud_transform(tokenizer: PointCloudTokenizer) -> Callable[[torch.Ten
 
 
 register_modality("point_cloud", tokenizer=PointCloudTokenizer, reader=read_point_cloud,
-                  suffixes=POINT_CLOUD_SUFFIXES, collate=stack_collate, transform=point_cloud_transform,
+                  suffixes=POINT_CLOUD_SUFFIXES, collate=stack_or_pad_collate, transform=point_cloud_transform,
                   aliases=("point", "points", "pointcloud"))
