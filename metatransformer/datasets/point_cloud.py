@@ -319,6 +319,8 @@ def _read_numpy(path: Path) -> dict[str, np.ndarray]:
             raise ReadError(f"{path}: {rows:,} {name} for {count:,} points (one row per point)")
         if name == "labels" and (len(shape) != 1 or not np.issubdtype(dtype, np.integer)):
             raise ReadError(f"{path}: labels must be (n,) integers (-1 = unlabelled), got {dtype} {shape}")
+        if name != "labels" and tuple(shape) != (count, 3):
+            raise ReadError(f"{path}: {name} must be (n, 3), got {shape}")
     arrays = load_arrays(path, [key, *per_point], max_values=MAX_POINTS * MAX_POINT_CHANNELS)
     array = arrays[key]
     if array.ndim != 2 or array.shape[1] < 3 or not np.issubdtype(array.dtype, np.number):
@@ -328,10 +330,8 @@ def _read_numpy(path: Path) -> dict[str, np.ndarray]:
         columns["normals"] = array[:, 3:6].astype(np.float64)
     for name in per_point:
         values = arrays[name]
-        if name != "labels" and (values.ndim != 2 or values.shape[1] != 3):
-            raise ReadError(f"{path}: {name} must be (n, 3), got {values.shape}")
         scale = 255.0 if name == "colors" and np.issubdtype(values.dtype, np.integer) else 1.0
-        columns[name] = values.reshape(len(values), -1).astype(np.float64) / scale
+        columns[name] = values.reshape(count, -1).astype(np.float64) / scale
     return columns
 
 

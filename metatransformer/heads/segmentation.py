@@ -66,17 +66,13 @@ class PointSegmentationHead(nn.Module):
         check_range("PointSegmentationHead.hidden_dim", hidden_dim, low=1, high=1_000_000)
         check_range("PointSegmentationHead.k", k, low=1, high=64)
         check_range("PointSegmentationHead.dropout", dropout, low=0, high=1)
-        self.in_chans, self.k, self.modality = in_chans, k, modality
+        self.k, self.modality = k, modality
         self.norm = nn.LayerNorm(dim, eps=norm_eps)  # the encoder file has no final norm
         self.proj = nn.Linear(dim, hidden_dim)
         self.mlp = nn.Sequential(nn.Linear(hidden_dim + in_chans, hidden_dim), nn.LayerNorm(hidden_dim, eps=norm_eps),
                                  nn.GELU())
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(hidden_dim, num_classes)
-
-    @property
-    def num_outputs(self) -> int:
-        return self.fc.out_features
 
     def _groups(self, features: TokenSequence) -> tuple[int, PointGroups]:
         """The position in ``features.modalities`` of the point cloud to segment, and its groups."""
@@ -106,6 +102,6 @@ class PointSegmentationHead(nn.Module):
             raise ValueError(f"outputs {tuple(outputs.shape)} do not match per-point targets {tuple(target.shape)}")
         if mask is not None:
             target = target.masked_fill(~mask, IGNORE_INDEX)
-        if not (target != IGNORE_INDEX).any():
-            return outputs.sum() * 0.0
-        return F.cross_entropy(outputs.flatten(0, 1), target.flatten(), ignore_index=IGNORE_INDEX)
+        # the mean over the scored points, without a host sync to ask whether there are any
+        total = F.cross_entropy(outputs.flatten(0, 1), target.flatten(), ignore_index=IGNORE_INDEX, reduction="sum")
+        return total / (target != IGNORE_INDEX).sum().clamp_min(1)

@@ -13,6 +13,7 @@ from torchmetrics.functional import classification as C
 
 from ..embed import to_device
 from ..heads import IGNORE_INDEX
+from ..metrics import per_class_accuracy
 from ..model import MetaTransformer
 from ..serialization import CheckpointError
 from .api import RUN_INFO, load_run_model, make_dataset, source_records
@@ -55,13 +56,13 @@ def compute_metrics(task: str, outputs: torch.Tensor, target: torch.Tensor, clas
         preds = outputs.argmax(-1)
         kw = {"task": "multiclass", "num_classes": n}
         iou = C.jaccard_index(preds, target, average="none", **kw)
-        recall = C.recall(preds, target, average="none", **kw)
+        accuracy = per_class_accuracy(preds, target, n)  # NaN for a class absent from the target
         support = torch.bincount(target, minlength=n)
         return {
             "OA": float(C.accuracy(preds, target, average="micro", **kw)),
             "mIoU": float(C.jaccard_index(preds, target, average="macro", **kw)),  # classes seen or predicted
-            "mAcc": float(recall[support > 0].mean()) if (support > 0).any() else float("nan"),
-            "per_class": [{"class": c, "IoU": float(iou[i]), "accuracy": float(recall[i]), "support": int(support[i])}
+            "mAcc": float(accuracy.nanmean()),
+            "per_class": [{"class": c, "IoU": float(iou[i]), "accuracy": float(accuracy[i]), "support": int(support[i])}
                           for i, c in enumerate(classes)],
             "confusion_matrix": C.confusion_matrix(preds, target, **kw).tolist(),
             "points": len(target),
