@@ -44,3 +44,11 @@ def pad_collate(items: Sequence[torch.Tensor], *, padding_value: float = 0.0) ->
         out[i, :value.shape[0]] = value
         mask[i, :value.shape[0]] = item.mask if isinstance(item, Padded) else True
     return Padded(out, mask)
+
+
+def stack_or_pad_collate(items: Sequence[torch.Tensor]) -> torch.Tensor | Padded:
+    """Same-shape items stacked (:func:`stack_collate`), else padded with a mask (:func:`pad_collate`): e.g.
+    point clouds resampled to one size, or kept at their own sizes (per-point segmentation)."""
+    if all(not isinstance(item, Padded) for item in items) and len({tuple(item.shape) for item in items}) == 1:
+        return torch.stack(list(items))
+    return pad_collate(items)

@@ -154,3 +154,41 @@ def gather_points(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     b, _, c = values.shape
     flat = index.reshape(b, -1, 1).expand(-1, -1, c)
     return values.gather(1, flat).reshape(*index.shape, c)
+
+
+def interpolate_points(values: torch.Tensor, points: torch.Tensor, query: torch.Tensor, k: int = 3, *,
+                       mask: torch.Tensor | None = None, eps: float = 1e-8) -> torch.Tensor:
+    """PointNet++ feature propagation: the value at each query point is the inverse-distance weighted mean
+    of the values of its ``k`` nearest points, weights ``1 / (d² + eps)`` on squared distances (as in
+    PointNet++'s and Point-MAE's PyTorch code), normalised to sum to 1.
+
+    The neighbours are found in (at least) float32 with autocast off (bf16 distances would pick the wrong
+    ones); the distances of the chosen ones are then computed exactly, coordinate by coordinate.
+
+    Args:
+        values: (b, m, c) the values at ``points``.
+        points: (b, m, 3) where the values are known (e.g. group centres).
+        query: (b, n, 3) where to interpolate them (e.g. every input point).
+        k: neighbours per query point (fewer when there are fewer points).
+        mask: (b, m) bool, True = a real point; padding never contributes (a cloud with fewer than ``k``
+            real points uses those it has).
+        eps: keeps the weight of a query point on top of a point finite.
+
+    Returns:
+        (b, n, c) in the dtype of ``values``.
+    """
+    b, m, _ = points.shape
+    k = min(k, m)
+    with torch.autocast(points.device.type, enabled=False):
+        dtype = torch.promote_types(points.dtype, torch.float32)
+        coords, query = points.detach().to(dtype), query.detach().to(dtype)
+        # |q - p|^2 = |q|^2 - 2 q.p + |p|^2: one batched matmul, no (b, n, m, 3) difference tensor
+        dist = torch.baddbmm(coords.square().sum(-1).unsqueeze(1), query, coords.transpose(1, 2), alpha=-2)  # b n m
+        if mask is not None:
+            dist = dist.masked_fill(~mask.unsqueeze(1), float("inf"))
+        nearest = dist.topk(k, dim=-1, largest=False)
+        exact = (gather_points(coords, nearest.indices) - query.unsqueeze(2)).square().sum(-1)  # b n k
+        weights = torch.where(nearest.values.isinf(), 0.0, 1.0 / (exact + eps))
+        weights = weights / weights.sum(-1, keepdim=True).clamp_min(torch.finfo(weights.dtype).tiny)
+    neighbours = gather_points(values, nearest.indices)  # b n k c
+    return (neighbours * weights.unsqueeze(-1).to(values.dtype)).sum(2)

@@ -13,6 +13,9 @@
     indian-pines     Indian_pines_corrected.mat + Indian_pines_gt.mat (0 = unlabelled) [+ train/test maps]
                      -> one (p, p, bands) .npy per labelled pixel, bands min-max scaled over the whole scene
     ucf101           UCF-101/<Class>/v_<Class>_gXX_cXX.avi + trainlist0N.txt / testlist0N.txt
+    s3dis            Stanford3dDataset_v1.2_Aligned_Version/Area_N/<room>/Annotations/<class>_<k>.txt (x y z r g b)
+                     -> one labelled .npz (points, colors, labels) per 1 m x 1 m block of a room; Area 5 = test,
+                     a seeded 10 % of the other rooms = val (task segmentation; the label column stays empty)
     mrpc             MRPC (msr_paraphrase_{train,test}.txt or GLUE MRPC {train,dev,test}.tsv) -> one .txt per pair
                      ("sentence 1 [SEP] sentence 2": the WordPiece tokenizer reads [SEP] as the pair separator)
     graph-targets    one graph file per molecule (.graphml / .gml / .edgelist / .edges) + a CSV of targets
@@ -273,6 +276,89 @@ def ucf101_rows(videos: str, splits_dir: str, split: int = 1) -> list[Row]:
     return rows
 
 
+# ------------------------------------------------------------------------------- S3DIS
+S3DIS_CLASSES = ("ceiling", "floor", "wall", "beam", "column", "window", "door", "table", "chair", "sofa", "bookcase",
+                 "board", "clutter")
+
+
+def _s3dis_points(file: Path):
+    """(n, 6) ``x y z r g b`` rows of one annotation file. A few published files hold a stray byte inside a
+    number (Area_5/hallway_6): such files are re-read with every character that cannot be part of a number
+    removed, as the PointNet preparation code fixes them by hand."""
+    import io
+
+    import numpy as np
+
+    try:
+        rows = np.loadtxt(file, dtype=np.float64, ndmin=2)
+    except ValueError:
+        text = re.sub(r"[^0-9eE+\-.\s]", "", file.read_text(encoding="latin-1"))
+        rows = np.loadtxt(io.StringIO(text), dtype=np.float64, ndmin=2)
+    if rows.shape[1] != 6:
+        raise ValueError(f"{file}: expected 'x y z r g b' rows, found {rows.shape[1]} values per row")
+    return rows
+
+
+def s3dis_rows(root: str, output_dir: str, *, block_size: float = 1.0, voxel_size: float = 0.04,
+               val_fraction: float = 0.1, test_area: int = 5, seed: int = 0) -> list[Row]:
+    """S3DIS ``Stanford3dDataset_v1.2_Aligned_Version``: ``Area_N/<room>/Annotations/<class>_<k>.txt`` (one
+    ``x y z r g b`` line per point) → labelled point files for ``task: segmentation``, one ``.npz`` per
+    ``block_size`` × ``block_size`` m column of a room (PointNet's 1 m blocks, all heights, without overlap, so
+    every point of a room is in one block; 0 = one file per room), holding ``points`` (n, 3) float32 relative
+    to the block's xy centre and the room's floor, ``colors`` (n, 3) uint8 and ``labels`` (n,) in
+    :data:`S3DIS_CLASSES` order (``stairs``, the one other name, → clutter, as in the PointNet preparation).
+    ``voxel_size`` > 0 keeps one point per voxel (a seeded random one; 4 cm as in PointNeXt), 0 every point.
+    Splits: ``Area_<test_area>`` → test (the Area 5 protocol), the other areas train, except a seeded
+    ``val_fraction`` of their rooms (whole rooms, so no block of a validation room is trained on) → val."""
+    import numpy as np
+
+    root, output_dir = Path(root), Path(output_dir)
+    rooms = sorted(d for d in root.glob("Area_*/*") if (d / "Annotations").is_dir())
+    if not rooms:
+        raise FileNotFoundError(f"{root}: no Area_N/<room>/Annotations folders")
+    rng = np.random.default_rng(seed)
+    training = [room for room in rooms if room.parent.name != f"Area_{test_area}"]
+    held_out = rng.permutation(len(training))[:int(round(len(training) * val_fraction))] if len(training) > 1 else []
+    val_rooms = {training[i] for i in held_out}
+    rows = []
+    for room in rooms:
+        parts = []
+        for file in sorted((room / "Annotations").glob("*.txt")):
+            name = file.stem.rsplit("_", 1)[0]
+            label = S3DIS_CLASSES.index(name) if name in S3DIS_CLASSES else S3DIS_CLASSES.index("clutter")
+            points = _s3dis_points(file)
+            parts.append(np.c_[points, np.full(len(points), label)])
+        if not parts:
+            continue
+        cloud = np.concatenate(parts)
+        xyz = cloud[:, :3]
+        if voxel_size > 0:  # one random point per occupied voxel
+            order = rng.permutation(len(cloud))
+            voxels = np.floor((xyz[order] - xyz.min(0)) / voxel_size).astype(np.int64)
+            keys = np.ravel_multi_index(voxels.T, voxels.max(0) + 1)
+            cloud = cloud[np.sort(order[np.unique(keys, return_index=True)[1]])]
+            xyz = cloud[:, :3]
+        low, high = xyz.min(0), xyz.max(0)
+        if block_size > 0:
+            cells = np.floor((xyz[:, :2] - low[:2]) / block_size).astype(np.int64)
+        else:
+            cells = np.zeros((len(cloud), 2), np.int64)
+        keys = np.ravel_multi_index(cells.T, cells.max(0) + 1)
+        split = "test" if room.parent.name == f"Area_{test_area}" else "val" if room in val_rooms else "train"
+        for key in np.unique(keys):
+            members = cloud[keys == key]
+            cell = cells[keys == key][0]
+            centre = low[:2] + (cell + 0.5) * block_size if block_size > 0 else (low[:2] + high[:2]) / 2
+            points = np.c_[members[:, :2] - centre, members[:, 2] - low[2]].astype(np.float32)
+            name = f"{room.name}_{cell[0]}_{cell[1]}.npz" if block_size > 0 else f"{room.name}.npz"
+            target = output_dir / room.parent.name / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(target, points=points, colors=np.clip(members[:, 3:6], 0, 255).astype(np.uint8),
+                     labels=members[:, 6].astype(np.int16))
+            rows.append({"path": target, "label": "", "modality": "point_cloud", "split": split})
+    return rows
+
+
 # ------------------------------------------------------------------------------- MRPC
 def mrpc_rows(files: Iterable[str], output_dir: str) -> list[Row]:
     """MRPC TSVs (``Quality  #1 ID  #2 ID  #1 String  #2 String``; msr_paraphrase_*.txt or GLUE's *.tsv):
@@ -414,6 +500,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--videos", required=True, help="UCF-101"), p.add_argument("--splits", required=True,
                                                                              help="ucfTrainTestlist")
     p.add_argument("--split", type=int, default=1, choices=(1, 2, 3))
+    p = sub.add_parser("s3dis")
+    p.add_argument("root", help="Stanford3dDataset_v1.2_Aligned_Version")
+    p.add_argument("--out-dir", required=True, help="folder for the per-block .npz files")
+    p.add_argument("--block-size", type=float, default=1.0, help="block edge in metres (0: whole rooms)")
+    p.add_argument("--voxel-size", type=float, default=0.04, help="voxel subsampling in metres (0: every point)")
+    p.add_argument("--val-fraction", type=float, default=0.1, help="training rooms held out for validation")
+    p.add_argument("--test-area", type=int, default=5), p.add_argument("--seed", type=int, default=0)
     p = sub.add_parser("mrpc")
     p.add_argument("files", nargs="+"), p.add_argument("--out-dir", required=True)
     p = sub.add_parser("graph-targets")
@@ -445,6 +538,9 @@ def main(argv: list[str] | None = None) -> int:
                                                       train_key=args.train_key, test_key=args.test_key,
                                                       train_fraction=args.train_fraction, seed=args.seed),
             "ucf101": lambda: ucf101_rows(args.videos, args.splits, args.split),
+            "s3dis": lambda: s3dis_rows(args.root, args.out_dir, block_size=args.block_size,
+                                        voxel_size=args.voxel_size, val_fraction=args.val_fraction,
+                                        test_area=args.test_area, seed=args.seed),
             "mrpc": lambda: mrpc_rows(args.files, args.out_dir),
             "graph-targets": lambda: graph_target_rows(args.graphs, args.targets, id_column=args.id_column,
                                                        target_column=args.target_column)}[args.layout]()

@@ -26,6 +26,9 @@ class TokenSequence:
         segment: (n,) int64, index into ``modalities`` of the modality each token came from; all 0 when omitted.
         modalities: the modality names ``segment`` indexes; ``("",)`` when omitted (a bare tokenizer
             output, named by :meth:`MetaTransformer.tokenize`).
+        context: one entry per ``modalities`` entry: what that tokenizer recorded for dense (per-element)
+            heads, e.g. the point-cloud tokenizer's input points and the centre of each token; None where
+            nothing. It travels with the tokens through the encoder untouched.
     """
 
     tokens: torch.Tensor
@@ -33,6 +36,7 @@ class TokenSequence:
     prefix: torch.Tensor | None = None
     segment: torch.Tensor | None = None
     modalities: tuple[str, ...] = ("",)
+    context: tuple[Any, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.tokens.dim() != 3:
@@ -48,13 +52,17 @@ class TokenSequence:
         if self.prefix.shape != (n,) or self.segment.shape != (n,):
             raise ValueError(f"prefix and segment must be ({n},), got {tuple(self.prefix.shape)} and "
                              f"{tuple(self.segment.shape)}")
+        if self.context is None:
+            self.context = (None,) * len(self.modalities)
+        if len(self.context) != len(self.modalities):
+            raise ValueError(f"context needs one entry per modality ({len(self.modalities)}), got {len(self.context)}")
 
     @classmethod
     def with_prefix(cls, tokens: torch.Tensor, mask: torch.Tensor, num_prefix_tokens: int,
-                    modality: str = "") -> "TokenSequence":
+                    modality: str = "", context: Any = None) -> "TokenSequence":
         """A one-modality sequence whose first ``num_prefix_tokens`` tokens are prefix (cls) tokens."""
         prefix = torch.arange(tokens.shape[1], device=tokens.device) < num_prefix_tokens
-        return cls(tokens, mask, prefix=prefix, modalities=(modality,))
+        return cls(tokens, mask, prefix=prefix, modalities=(modality,), context=(context,))
 
     def replace(self, *, tokens: torch.Tensor | None = None, modality: str | None = None) -> "TokenSequence":
         """The same sequence with new tokens (e.g. the encoder's output) or its single modality renamed."""
@@ -63,12 +71,13 @@ class TokenSequence:
             if len(modalities) != 1:
                 raise ValueError("only a one-modality sequence can be renamed")
             modalities = (modality,)
-        return TokenSequence(self.tokens if tokens is None else tokens, self.mask, self.prefix, self.segment, modalities)
+        return TokenSequence(self.tokens if tokens is None else tokens, self.mask, self.prefix, self.segment, modalities,
+                             self.context)
 
     @staticmethod
     def concat(sequences: Sequence["TokenSequence"]) -> "TokenSequence":
         """Join sequences of the same batch along the token axis: (b, n1+n2+..., d), the joint mask,
-        and the prefix/segment records (segments re-indexed into the joint ``modalities``)."""
+        and the prefix/segment/context records (segments re-indexed into the joint ``modalities``)."""
         if not sequences:
             raise ValueError("concat needs at least one sequence")
         sizes = [s.tokens.shape[0] for s in sequences]
@@ -83,7 +92,8 @@ class TokenSequence:
         return TokenSequence(torch.cat([s.tokens for s in sequences], dim=1),
                              torch.cat([s.mask for s in sequences], dim=1),
                              prefix=torch.cat([s.prefix for s in sequences]),
-                             segment=torch.cat(segments), modalities=tuple(modalities))
+                             segment=torch.cat(segments), modalities=tuple(modalities),
+                             context=tuple(c for s in sequences for c in s.context))
 
     def content_mask(self, modality: str | None = None) -> torch.Tensor:
         """(b, n) bool: real tokens that are not prefix tokens, of one modality or of all."""
@@ -154,9 +164,10 @@ class Tokenizer(nn.Module):
         """Load the weights :meth:`stem_from_checkpoint` found, adapting them to this tokenizer's shape."""
         raise NotImplementedError(f"{type(self).__name__} has no pretrained stem")
 
-    def sequence(self, tokens: torch.Tensor, mask: torch.Tensor) -> TokenSequence:
-        """Wrap (b, n, d) tokens and their (b, n) mask with this tokenizer's prefix and modality records."""
-        return TokenSequence.with_prefix(tokens, mask, self.num_prefix_tokens, self.modality)
+    def sequence(self, tokens: torch.Tensor, mask: torch.Tensor, context: Any = None) -> TokenSequence:
+        """Wrap (b, n, d) tokens and their (b, n) mask with this tokenizer's prefix and modality records, and
+        what it records for dense heads (``context``)."""
+        return TokenSequence.with_prefix(tokens, mask, self.num_prefix_tokens, self.modality, context)
 
 
 def grid_pos_embed(pos_embed: torch.Tensor, grid: tuple[int, int], trained_grid: tuple[int, int],

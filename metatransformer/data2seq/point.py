@@ -2,13 +2,15 @@
 and their k nearest neighbours (the kernels, re-exported here, live in :mod:`metatransformer.geometry`)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from .._validation import check_range
-from ..batching import Padded, stack_collate
+from ..batching import Padded, stack_or_pad_collate
 from ..datasets.point_cloud import (
     MAX_POINTS,
     POINT_CLOUD_SUFFIXES,
@@ -20,10 +22,24 @@ from ..geometry import farthest_point_sample, gather_points, group_points, knn
 from ..registry import register_modality
 from .base import ClsToken, TokenSequence, Tokenizer
 
-__all__ = ["MiniPointNet", "PointCloudTokenizer", "farthest_point_sample", "gather_points", "group_points", "knn",
-           "point_cloud_augment", "point_cloud_transform"]
+__all__ = ["MiniPointNet", "PointCloudTokenizer", "PointGroups", "farthest_point_sample", "gather_points",
+           "group_points", "knn", "point_cloud_augment", "point_cloud_transform"]
 
 # Shape legend: b batch, n points, m query points / centres, k neighbours, c channels, d width.
+
+
+@dataclass
+class PointGroups:
+    """What the point-cloud tokenizer records in its :class:`TokenSequence` (``context``) for per-point
+    heads, which map its tokens back onto the points (e.g. by interpolating from the centres).
+
+    Attributes:
+        points: (b, n, in_chans) the tokenizer's input points, xyz first (padding rows included).
+        centres: (b, m, 3) the xyz of each group's centre, in the order of the content tokens.
+    """
+
+    points: torch.Tensor
+    centres: torch.Tensor
 
 
 class MiniPointNet(nn.Module):
@@ -70,11 +86,12 @@ class PointCloudTokenizer(Tokenizer):
 
     Inputs:
         points: (b, n, in_chans) float, xyz first; or a :class:`~metatransformer.batching.Padded` of
-            them with a (b, n) mask of real points.
+            them with a (b, n) mask of real points. Clouds of fewer points than ``num_groups`` (or
+            ``group_size``) are padded to that many masked points.
 
     Returns:
         tokens (b, [1 +] num_groups, D) and mask (b, n): centres beyond a padded cloud's real points
-        are masked.
+        are masked; its ``context`` is a :class:`PointGroups` (the input points and the centres).
     """
 
     def __init__(
@@ -109,9 +126,10 @@ class PointCloudTokenizer(Tokenizer):
         if not points.is_floating_point():
             raise TypeError(f"point_cloud tokenizer expects float points, got {points.dtype}")
         b, n, _ = points.shape
-        if n < max(self.num_groups, self.group_size):
-            raise ValueError(f"{n} points are fewer than num_groups={self.num_groups} or "
-                             f"group_size={self.group_size}")
+        inputs, short = points, max(self.num_groups, self.group_size) - n
+        if short > 0:  # FPS and kNN need that many points: pad with masked ones (the centres repeat real points)
+            mask = torch.ones(b, n, dtype=torch.bool, device=points.device) if mask is None else mask
+            points, mask = F.pad(points, (0, 0, 0, short)), F.pad(mask, (0, short), value=False)
         xyz = points[..., :3]
         centre_idx, neighbour_idx = group_points(xyz, self.num_groups, self.group_size, mask=mask)  # b m, b m k
         centres = gather_points(xyz, centre_idx)  # b m 3
@@ -125,7 +143,7 @@ class PointCloudTokenizer(Tokenizer):
             token_mask = torch.arange(self.num_groups, device=points.device) < mask.sum(1, keepdim=True)
         if self.cls_token is not None:
             tokens, token_mask = self.cls_token(tokens, token_mask)
-        return self.sequence(tokens, token_mask)
+        return self.sequence(tokens, token_mask, PointGroups(inputs, centres))
 
 
 def point_cloud_transform(tokenizer: PointCloudTokenizer) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -192,5 +210,5 @@ def point_cloud_augment(
 
 
 register_modality("point_cloud", tokenizer=PointCloudTokenizer, reader=read_point_cloud,
-                  suffixes=POINT_CLOUD_SUFFIXES, collate=stack_collate, transform=point_cloud_transform,
+                  suffixes=POINT_CLOUD_SUFFIXES, collate=stack_or_pad_collate, transform=point_cloud_transform,
                   augment=point_cloud_augment, aliases=("point", "points", "pointcloud"))

@@ -22,7 +22,8 @@ MAX_FILE_BYTES = 4 << 30
 # Text formats are parsed row by row into Python objects (~10x their size in memory): a tighter bound.
 MAX_TEXT_BYTES = 256 << 20
 DEFAULT_MESH_POINTS = 8192  # surface samples of a mesh when num_points is None (Point-BERT's ModelNet input)
-FEATURES = ("normals", "colors")
+FEATURES = ("normals", "colors", "labels")
+PER_POINT_ARRAYS = ("normals", "colors", "labels")  # what an .npz may hold besides its 'points'
 
 Sampling = Literal["auto", "surface", "vertices"]
 
@@ -41,7 +42,9 @@ def read_point_cloud(
     Formats: ``.ply`` (plyfile; point clouds and meshes), ``.off``/``.obj``/``.stl`` meshes (trimesh),
     ``.xyz``/``.txt`` text (whitespace- or comma-separated, ModelNet40's ``x,y,z,nx,ny,nz``), ``.pcd``
     (ASCII and binary; not ``binary_compressed``), ``.npy``/``.npz`` ((n, 3 + c) arrays; an ``.npz``
-    holds one array or one named ``points``).
+    holds one array or one named ``points``, optionally with per-point ``normals`` (n, 3), ``colors``
+    (n, 3; 0-255 integers or floats in [0, 1]) and ``labels`` (n,) integers: a labelled point file for
+    segmentation).
 
     Args:
         path: the file.
@@ -49,8 +52,10 @@ def read_point_cloud(
             (deterministic, from the first point), points repeated in order when it has fewer; for a
             mesh, the number of surface samples. None keeps the file's points (a mesh gives
             ``DEFAULT_MESH_POINTS`` samples).
-        features: per-point features appended after xyz, in this order: ``"normals"`` (3: stored
-            normals, a text file's columns 4-6, or the sampled faces' normals) and ``"colors"`` (3, in [0, 1]).
+        features: per-point features appended after xyz, in the order given: ``"normals"`` (3: stored
+            normals, a text file's columns 4-6, or the sampled faces' normals), ``"colors"`` (3, in [0, 1])
+            and ``"labels"`` (1: a labelled ``.npz``'s class indices as floats, -1 = unlabelled; as columns
+            they stay with their points through ``normalize`` and ``num_points`` resampling).
         sample: ``"surface"`` samples a mesh's faces uniformly by area (trimesh, seeded), ``"vertices"``
             returns its vertices, ``"auto"`` samples files that have faces and returns the points of
             those that have none (a ``.off``/``.obj``/``.stl`` without faces is an error).
@@ -62,7 +67,8 @@ def read_point_cloud(
 
     Raises:
         ReadError: the file is missing, empty, corrupt or truncated, has no points (or no faces to
-            sample), lacks a requested feature, or holds NaN or infinite values.
+            sample), lacks a requested feature, has per-point arrays of another length than its points,
+            or holds NaN or infinite values.
     """
     path = check_file(path, max_bytes=MAX_FILE_BYTES)
     unknown = sorted(set(features) - set(FEATURES))
@@ -298,16 +304,34 @@ def _read_pcd(path: Path) -> dict[str, np.ndarray]:
 
 
 def _read_numpy(path: Path) -> dict[str, np.ndarray]:
-    names = list(array_headers(path))
+    headers = array_headers(path)
+    names = list(headers)
     key = "points" if "points" in names else names[0] if len(names) == 1 else None
     if key is None:
         raise ReadError(f"{path}: the .npz holds {names}; name the point array 'points'")
-    array = load_arrays(path, [key], max_values=MAX_POINTS * MAX_POINT_CHANNELS)[key]
+    # an .npz's per-point arrays must have a row per point: checked on the headers, before anything is loaded
+    per_point = [name for name in PER_POINT_ARRAYS if name in headers and name != key]
+    count = headers[key][0][0] if headers[key][0] else 0
+    for name in per_point:
+        shape, dtype = headers[name]
+        rows = shape[0] if shape else 0
+        if rows != count:
+            raise ReadError(f"{path}: {rows:,} {name} for {count:,} points (one row per point)")
+        if name == "labels" and (len(shape) != 1 or not np.issubdtype(dtype, np.integer)):
+            raise ReadError(f"{path}: labels must be (n,) integers (-1 = unlabelled), got {dtype} {shape}")
+        if name != "labels" and tuple(shape) != (count, 3):
+            raise ReadError(f"{path}: {name} must be (n, 3), got {shape}")
+    arrays = load_arrays(path, [key, *per_point], max_values=MAX_POINTS * MAX_POINT_CHANNELS)
+    array = arrays[key]
     if array.ndim != 2 or array.shape[1] < 3 or not np.issubdtype(array.dtype, np.number):
         raise ReadError(f"{path}: expected a numeric (n, 3 + c) array, got {array.dtype} {array.shape}")
     columns = {"xyz": array[:, :3].astype(np.float64)}
     if array.shape[1] >= 6:
         columns["normals"] = array[:, 3:6].astype(np.float64)
+    for name in per_point:
+        values = arrays[name]
+        scale = 255.0 if name == "colors" and np.issubdtype(values.dtype, np.integer) else 1.0
+        columns[name] = values.reshape(count, -1).astype(np.float64) / scale
     return columns
 
 

@@ -38,6 +38,7 @@ from .forecast import WindowDataset, config_records, forecast_head_options, seri
 from .module import MONITOR, MetaTransformerModule
 from .records import ROLES, SPLITS
 from .reid import retrieval_records, retrieval_sets
+from .segmentation import PointLabelDataset, segmentation_head_options, segmentation_labels
 from .tables import fit_table_schema, has_table_rows
 
 _logger = logging.getLogger(__name__)
@@ -53,19 +54,25 @@ def source_records(config: TrainConfig, source: Any) -> list[Record]:
 
 
 def fit_labels(config: TrainConfig, train_records: Sequence[Record]) -> LabelEncoder:
-    """The label encoder of the training records (forecast: the series' channels as its classes)."""
+    """The label encoder of the training records (forecast: the series' channels as its classes; segmentation:
+    the point classes)."""
     if config.task == "forecast":
         channels = series_channels(train_records)
         return LabelEncoder("forecast", channels, len(channels))
+    if config.task == "segmentation":
+        return segmentation_labels(config, train_records)
     return LabelEncoder.fit(config.task, [r.label for r in train_records])
 
 
 def make_dataset(config: TrainConfig, records: Sequence[Record], tokenizer: torch.nn.Module, labels: LabelEncoder,
                  *, augment: bool = False) -> Any:
-    """The dataset of one modality's records: forecasting windows, or items read with the modality's pipeline."""
+    """The dataset of one modality's records: forecasting windows, labelled point files, or items read with the
+    modality's pipeline."""
     if config.task == "forecast":
         return WindowDataset(records)
     modality = records[0].modality if records else None
+    if config.task == "segmentation":
+        return PointLabelDataset(records, tokenizer, labels, reader_options=config.reader_options.get(modality))
     return ItemDataset(records, tokenizer, labels, augment=augment, reader_options=config.reader_options.get(modality),
                        augment_options=config.augment_options.get(modality))
 
@@ -115,6 +122,10 @@ def head_options(config: TrainConfig, labels: LabelEncoder) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------- model
+# tasks whose head is sized by the modality's tokenizer: (config, tokenizer, label outputs) → head options
+TOKENIZER_SIZED_HEADS = {"forecast": forecast_head_options, "segmentation": segmentation_head_options}
+
+
 def load_aux_encoder(path: str | os.PathLike, like: MetaTransformer) -> torch.nn.Module:
     """The auxiliary encoder: from a save_pretrained directory, or any encoder checkpoint read at the target's
     architecture (a directory we wrote carries its own)."""
@@ -130,15 +141,16 @@ def build_model(config: TrainConfig, labels: LabelEncoder, modalities: Sequence[
     Returns:
         (model, the :class:`~metatransformer.pathway.PathwayReport` or None).
     """
-    options = head_options(config, labels) if config.task != "forecast" else None
-    if config.task == "forecast":  # the head's size depends on the tokenizer: built after it
+    sized_by_tokenizer = TOKENIZER_SIZED_HEADS.get(config.task)
+    options = head_options(config, labels) if sized_by_tokenizer is None else None
+    if sized_by_tokenizer is not None:  # the head's size depends on the tokenizer: built after it
         model = MetaTransformer.from_pretrained(config.model) if config.model else \
             create_model(config.preset, modalities={m: dict(config.tokenizer_options.get(m, {})) for m in modalities},
                          checkpoint=config.checkpoint, pretrained=config.pretrained)
         missing = [m for m in modalities if m not in model.tokenizers]
         if missing:
             raise ValueError(f"--model {config.model} has no tokenizer for {missing}; it has {model.modalities}")
-        model.heads = torch.nn.ModuleDict({m: create_head(dim=model.encoder.dim, **forecast_head_options(
+        model.heads = torch.nn.ModuleDict({m: create_head(dim=model.encoder.dim, **sized_by_tokenizer(
             config, model.tokenizer(m), labels.num_outputs)) for m in modalities})
     elif config.model:
         model = MetaTransformer.from_pretrained(config.model)

@@ -31,11 +31,14 @@ class TrainConfig:
                         "label is the identity, split query/gallery marks the held-out identities")
     modality: Optional[str] = _f(None, "modality of every file (default: inferred from each file's suffix or the "
                                        "manifest's modality column)")
-    task: Literal["classification", "multilabel", "regression", "forecast", "reid"] = _f(
+    task: Literal["classification", "multilabel", "regression", "forecast", "reid", "segmentation"] = _f(
         "classification", "task (sets head and metrics); forecast: --data is one long series (ETTh1 layout: a date "
                           "column + the feature columns) cut into lookback → horizon windows; reid: identity "
                           "classification on the train records, validated and evaluated by retrieval between the "
-                          "query and gallery records (Rank-k, mAP, mINP)")
+                          "query and gallery records (Rank-k, mAP, mINP); segmentation: per-point classes of "
+                          "labelled point files (.npz: points, [colors], labels), the manifest's label column unused")
+    classes: list = _f([], "segmentation: class names in label order (label i = classes[i]); default: 0 … K-1 for "
+                           "the largest label K-1 of the training files")
     label_column: Optional[str] = _f(None, "table files (CSV/TSV/Parquet) in --data are tables of samples, one per "
                                            "row: this column is the label, a 'split' column (if any) the split, "
                                            "the other columns the features (tabular modality)")
@@ -118,8 +121,8 @@ class TrainConfig:
     run_dir: str = _f("runs/run", "output folder: config.yaml, run.json, checkpoints/, logs/, model/")
     resume: Optional[str] = _f(None, "resume: 'last' (RUN_DIR/checkpoints/last.ckpt) or a .ckpt path")
     checkpoint_every_n_steps: Optional[int] = _f(None, "also write last.ckpt every N optimizer steps (mid-epoch)")
-    monitor: Optional[str] = _f(None, "metric that picks the best checkpoint (default: val/acc, val/map, val/mae "
-                                      "or val/rank1)")
+    monitor: Optional[str] = _f(None, "metric that picks the best checkpoint (default: val/acc, val/map, val/mae, "
+                                      "val/rank1 or val/miou)")
     logger: Literal["csv", "tensorboard", "both"] = _f("both", "loggers (tensorboard only when installed)")
     log_every_n_steps: int = _f(10, "logging interval")
     progress_bar: bool = _f(False, "show Lightning's progress bar")
@@ -133,9 +136,13 @@ class TrainConfig:
             raise ValueError("--linear-probe trains the heads only: it excludes finetune=full and --unfreeze-last")
         if self.aux_control == "shuffled" and not self.aux:
             raise ValueError("--aux-control shuffled needs --aux (random needs none)")
-        if self.task == "forecast" and (self.linear_probe or self.label_column):
-            raise ValueError("task forecast reads its windows from series files: it excludes --linear-probe and "
-                             "--label-column")
+        samples = {"forecast": "windows of series files", "segmentation": "labelled point files"}
+        if self.task in samples and (self.linear_probe or self.label_column):
+            raise ValueError(f"task {self.task} trains on {samples[self.task]} (encoded every step): it excludes "
+                             "--linear-probe and --label-column")
+        if self.task == "segmentation" and self.augment:
+            raise ValueError("task segmentation has no training augmentation yet: the registered point augmentation "
+                             "resamples clouds without their per-point labels; drop --augment")
         if self.split_ratios is not None:
             self.split_ratios = list(check_split_ratios(self.split_ratios))
             if [float(m) for m in self.split_months] != list(SPLIT_MONTHS) or self.steps_per_month != STEPS_PER_MONTH:

@@ -28,13 +28,14 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..embed import item_loader
+from ..heads import IGNORE_INDEX
 from ..registry import canonical_modality, get_modality, list_modalities, modality_for_suffix
 from .records import SPLIT_ALIASES, Record, normalize_split
 from .tables import TableRow, encode_table_rows, is_table_file, records_from_table
 
 _logger = logging.getLogger(__name__)
 
-Task = Literal["classification", "multilabel", "regression", "forecast", "reid"]
+Task = Literal["classification", "multilabel", "regression", "forecast", "reid", "segmentation"]
 MANIFEST_SUFFIXES = (".csv", ".tsv", ".jsonl", ".ndjson", ".parquet", ".pq")
 LABEL_SEPARATORS = ("|", ";")
 
@@ -185,7 +186,9 @@ def _split_labels(label: Any) -> list[str]:
 @dataclass
 class LabelEncoder:
     """Raw labels to targets. classification (and reid): class index; multilabel: multi-hot over ``classes``
-    (labels are lists or ``a|b`` / ``a;b`` strings); regression: float vector of ``num_outputs``."""
+    (labels are lists or ``a|b`` / ``a;b`` strings); regression: float vector of ``num_outputs``.
+    forecast and segmentation read their targets from the samples: ``classes`` names the series' channels
+    or the point classes."""
 
     task: Task
     classes: list[str] = field(default_factory=list)
@@ -330,14 +333,20 @@ def _table_row_type() -> type:
 
 
 class ModalityCollate:
-    """(item, target) pairs → (the modality's collated batch, stacked targets)."""
+    """(item, target) pairs → (the modality's collated batch, stacked targets). Targets of different lengths
+    (the per-point labels of clouds of different sizes) are padded with ``IGNORE_INDEX`` (-1), as the modality's
+    collate pads the items."""
 
     def __init__(self, modality: str) -> None:
         self.modality = modality
 
     def __call__(self, samples: Sequence[tuple[Any, torch.Tensor]]) -> tuple[Any, torch.Tensor]:
         items, targets = zip(*samples)
-        return get_modality(self.modality).collate(list(items)), torch.stack(list(targets))
+        if len({t.shape for t in targets}) > 1:
+            targets = torch.nn.utils.rnn.pad_sequence(list(targets), batch_first=True, padding_value=IGNORE_INDEX)
+        else:
+            targets = torch.stack(list(targets))
+        return get_modality(self.modality).collate(list(items)), targets
 
 
 class _EpochSetter:

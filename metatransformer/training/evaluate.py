@@ -1,6 +1,6 @@
-"""Evaluation of a run: metrics (accuracy, macro-F1, OA/AA/κ, mAP, MAE/MSE; re-identification Rank-k, mAP,
-mINP per retrieval direction), per-class report, confusion matrix and training-curve PNGs, results JSON +
-Markdown."""
+"""Evaluation of a run: metrics (accuracy, macro-F1, OA/AA/κ, mAP, MAE/MSE, segmentation OA/mIoU/mAcc;
+re-identification Rank-k, mAP, mINP per retrieval direction), per-class report, confusion matrix and
+training-curve PNGs, results JSON + Markdown."""
 from __future__ import annotations
 
 import json
@@ -15,6 +15,8 @@ from torch.utils.data import DataLoader, Dataset
 from torchmetrics.functional import classification as C
 
 from ..embed import to_device
+from ..heads import IGNORE_INDEX
+from ..metrics import per_class_accuracy
 from ..model import MetaTransformer
 from ..registry import get_modality
 from ..serialization import CheckpointError
@@ -57,6 +59,21 @@ def compute_metrics(task: str, outputs: torch.Tensor, target: torch.Tensor, clas
             "per_class": [{"class": c, "AP": float(per_ap[i]), "support": int(target[:, i].sum())}
                           for i, c in enumerate(classes)],
         }
+    if task == "segmentation":  # (points, classes) logits of every labelled point
+        preds = outputs.argmax(-1)
+        kw = {"task": "multiclass", "num_classes": n}
+        iou = C.jaccard_index(preds, target, average="none", **kw)
+        accuracy = per_class_accuracy(preds, target, n)  # NaN for a class absent from the target
+        support = torch.bincount(target, minlength=n)
+        return {
+            "OA": float(C.accuracy(preds, target, average="micro", **kw)),
+            "mIoU": float(C.jaccard_index(preds, target, average="macro", **kw)),  # classes seen or predicted
+            "mAcc": float(accuracy.nanmean()),
+            "per_class": [{"class": c, "IoU": float(iou[i]), "accuracy": float(accuracy[i]), "support": int(support[i])}
+                          for i, c in enumerate(classes)],
+            "confusion_matrix": C.confusion_matrix(preds, target, **kw).tolist(),
+            "points": len(target),
+        }
     if task == "forecast":  # (n, horizon, channels): the errors of every step and channel, and per channel
         error = outputs - target.float()
         return {"MAE": float(error.abs().mean()), "MSE": float(error.pow(2).mean()),
@@ -69,16 +86,21 @@ def compute_metrics(task: str, outputs: torch.Tensor, target: torch.Tensor, clas
 
 @torch.inference_mode()
 def predict(model: MetaTransformer, dataset: ItemDataset, *, batch_size: int = 32, num_workers: int = 0,
-            device: str = "cpu", forecast: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """Head outputs and targets of every item (the head named after the modality); ``forecast``: the forecast
-    head de-normalised with the tokenizer's per-window statistics, as in training."""
+            device: str = "cpu", task: str = "classification") -> tuple[torch.Tensor, torch.Tensor]:
+    """Head outputs and targets of every item (the head named after the modality). forecast: the forecast head
+    de-normalised with the tokenizer's per-window statistics, as in training; segmentation: one row per
+    labelled point ((points, classes) and (points,)), padding and unlabelled points left out."""
     model.eval().to(device)
     outputs, targets = [], []
     for batch, target in make_loader(dataset, batch_size=batch_size, shuffle=False, seed=0, num_workers=num_workers):
         batch = to_device(batch, torch.device(device))
-        output = forecast_outputs(model, dataset.modality, batch) if forecast else \
+        output = forecast_outputs(model, dataset.modality, batch) if task == "forecast" else \
             model(dataset.modality, batch, head=dataset.modality)
-        outputs.append(output.float().cpu())
+        output = output.float().cpu()
+        if task == "segmentation":
+            labelled = target != IGNORE_INDEX
+            output, target = output[labelled], target[labelled]
+        outputs.append(output)
         targets.append(target)
     return torch.cat(outputs), torch.cat(targets)
 
@@ -292,7 +314,7 @@ def evaluate_run(run_dir: str | Path, *, data: Sequence[str] | None = None, spli
     results: dict[str, Any] = {"run_dir": str(run_dir), "split": split, "model": model_name, "modalities": {}}
     views = temporal_views * spatial_views > 1
     if views:
-        if labels.task in ("forecast", "reid"):
+        if labels.task in ("forecast", "reid", "segmentation"):
             raise ValueError(f"test-time views do not apply to task {labels.task}")
         results["views"] = {"temporal": temporal_views, "spatial": spatial_views}
     if labels.task == "reid":  # one retrieval over every modality's query and gallery records
@@ -307,7 +329,7 @@ def evaluate_run(run_dir: str | Path, *, data: Sequence[str] | None = None, spli
         else:
             dataset = make_dataset(config, rs, model.tokenizer(modality), labels)
             outputs, targets = predict(model, dataset, batch_size=batch_size or config.batch_size, device=device,
-                                       forecast=labels.task == "forecast")
+                                       task=labels.task)
         res = {"count": len(rs), **compute_metrics(labels.task, outputs, targets, labels.classes)}
         if "confusion_matrix" in res:
             res["confusion_png"] = str(plot_confusion(res["confusion_matrix"], labels.classes,

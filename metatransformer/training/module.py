@@ -11,6 +11,7 @@ import torchmetrics
 from torchmetrics import MetricCollection
 
 from ..data2seq import TokenSequence
+from ..heads import IGNORE_INDEX
 from ..model import MetaTransformer
 from ..pathway import pathway_param_groups
 from .config import TrainConfig
@@ -20,7 +21,7 @@ from .reid import RetrievalMetric, reid_embeddings
 
 # metric that picks the best checkpoint, and whether higher is better
 MONITOR = {"classification": ("acc", "max"), "multilabel": ("map", "max"), "regression": ("mae", "min"),
-           "forecast": ("mae", "min"), "reid": ("rank1", "max")}
+           "forecast": ("mae", "min"), "reid": ("rank1", "max"), "segmentation": ("miou", "max")}
 
 
 def task_metrics(task: str, num_outputs: int) -> MetricCollection:
@@ -37,6 +38,10 @@ def task_metrics(task: str, num_outputs: int) -> MetricCollection:
             "map": torchmetrics.AveragePrecision(task="multilabel", num_labels=num_outputs, average="macro"),
             "f1": torchmetrics.F1Score(task="multilabel", num_labels=num_outputs, average="macro"),
         })
+    if task == "segmentation":  # over every labelled point (padding and unlabelled points carry IGNORE_INDEX)
+        kw = {"task": "multiclass", "num_classes": num_outputs, "ignore_index": IGNORE_INDEX}
+        return MetricCollection({"oa": torchmetrics.Accuracy(average="micro", **kw),
+                                 "miou": torchmetrics.JaccardIndex(average="macro", **kw)})
     return MetricCollection({"mae": torchmetrics.MeanAbsoluteError(), "mse": torchmetrics.MeanSquaredError()})
 
 
@@ -46,6 +51,8 @@ def metric_inputs(task: str, outputs: torch.Tensor, target: torch.Tensor) -> tup
         return outputs.sigmoid(), target.long()
     if task == "forecast":
         return outputs, target.float()
+    if task == "segmentation":  # (b, n, c) logits, (b, n) labels → one row per point
+        return outputs.flatten(0, 1), target.flatten()
     if task == "regression":
         return outputs.reshape(target.shape) if outputs.numel() == target.numel() else outputs, target.float()
     return outputs, target

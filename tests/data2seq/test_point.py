@@ -4,8 +4,9 @@ import torch
 
 from metatransformer import create_encoder
 from metatransformer.batching import Padded, pad_collate
-from metatransformer.data2seq import Data2Seq, PointCloudTokenizer, get_modality
-from metatransformer.data2seq.point import farthest_point_sample, gather_points, group_points, knn
+from metatransformer.data2seq import Data2Seq, PointCloudTokenizer, TokenSequence, get_modality
+from metatransformer.data2seq.point import PointGroups, farthest_point_sample, gather_points, group_points, knn
+from metatransformer.geometry import interpolate_points
 
 
 def brute_force_fps(points: np.ndarray, k: int, start: int = 0) -> list[int]:
@@ -143,3 +144,54 @@ def test_files_of_different_sizes_through_the_embedding_path(tmp_path):
         seq = tokenizer(batch)
         out = create_encoder("nano")(seq.tokens, seq.mask)
     assert out.shape == (2, 257, 64) and torch.isfinite(out).all()
+
+
+def _kdtree_interpolation(values, points, query, k):
+    """PointNet++ 3-NN interpolation computed independently: scipy's cKDTree neighbours, numpy weights."""
+    from scipy.spatial import cKDTree
+
+    dist, index = cKDTree(points).query(query, k=k)
+    weights = 1.0 / (dist ** 2 + 1e-8)
+    weights /= weights.sum(1, keepdims=True)
+    return (values[index] * weights[..., None]).sum(1)
+
+
+def test_interpolation_equals_a_kdtree_computation():
+    rng = np.random.default_rng(6)
+    points, query, values = rng.normal(size=(2, 20, 3)), rng.normal(size=(2, 70, 3)), rng.normal(size=(2, 20, 5))
+    query[:, :3] = points[:, :3]  # query points on top of known points take their values
+    ours = interpolate_points(*(torch.from_numpy(a) for a in (values, points, query)))
+    for b in range(2):
+        np.testing.assert_allclose(ours[b].numpy(), _kdtree_interpolation(values[b], points[b], query[b], 3),
+                                   rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(ours[:, :3].numpy(), values[:, :3], atol=1e-6)
+    mask = torch.arange(20) < torch.tensor([[12], [2]])  # padding never contributes; 2 real points: those 2
+    masked = interpolate_points(*(torch.from_numpy(a).float() for a in (values, points, query)), mask=mask)
+    for b, real in ((0, 12), (1, 2)):
+        expected = _kdtree_interpolation(values[b, :real], points[b, :real], query[b], min(3, real))
+        np.testing.assert_allclose(masked[b].numpy(), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_tokenizer_records_its_points_and_centres():
+    tokenizer = PointCloudTokenizer(dim=32, num_points=64, num_groups=16, group_size=4, in_chans=6).eval()
+    points = torch.randn(2, 64, 6)
+    with torch.no_grad():
+        seq = tokenizer(points)
+    (groups,) = seq.context
+    assert isinstance(groups, PointGroups) and groups.points is points
+    torch.testing.assert_close(groups.centres, gather_points(points[..., :3], farthest_point_sample(points[..., :3], 16)))
+    joint = TokenSequence.concat([Data2Seq("image", dim=32, img_size=16, patch_size=8)(torch.rand(2, 3, 16, 16)),
+                                  seq.replace(tokens=seq.tokens * 2)])
+    assert joint.context == (None, groups)
+
+
+def test_clouds_smaller_than_the_groups_are_padded_not_refused():
+    tokenizer = PointCloudTokenizer(dim=32, num_points=64, num_groups=16, group_size=8).eval()
+    small = torch.randn(2, 5, 3)
+    with torch.no_grad():
+        seq = tokenizer(small)
+        padded = tokenizer(pad_collate([small[0], torch.randn(3, 3)]))
+    assert seq.tokens.shape == (2, 17, 32) and seq.mask.sum(1).tolist() == [6, 6]
+    assert seq.context[0].points is small  # the centres: every real point, then repeats of real points
+    assert set(map(tuple, seq.context[0].centres[0].tolist())) == set(map(tuple, small[0].tolist()))
+    assert padded.mask.sum(1).tolist() == [6, 4] and padded.context[0].points.shape == (2, 5, 3)

@@ -154,6 +154,38 @@ def test_numpy_files(tmp_path):
         read_point_cloud(tmp_path / "flat.npy")
 
 
+
+def test_labelled_npz_gives_colors_and_labels_that_follow_their_points(tmp_path):
+    rng = np.random.default_rng(5)
+    xyz = rng.normal(size=(40, 3)).astype(np.float32)
+    colors = rng.integers(0, 256, (40, 3)).astype(np.uint8)
+    labels = rng.integers(-1, 4, 40)
+    np.savez(tmp_path / "room.npz", points=xyz, colors=colors, labels=labels)
+    cloud = read_point_cloud(tmp_path / "room.npz", features=("colors", "labels"))
+    assert cloud.shape == (40, 7)
+    np.testing.assert_array_equal(cloud[:, :3].numpy(), xyz)
+    np.testing.assert_allclose(cloud[:, 3:6].numpy(), colors / 255.0, rtol=1e-6)
+    np.testing.assert_array_equal(cloud[:, 6].numpy(), labels)
+    down = read_point_cloud(tmp_path / "room.npz", 16, features=("labels",))  # FPS keeps each point's label
+    row = {tuple(p): lab for p, lab in zip(xyz.tolist(), labels.tolist())}
+    assert all(row[tuple(p[:3])] == p[3] for p in down.tolist())
+    with pytest.raises(ReadError, match="no per-point labels"):
+        read_point_cloud(_write_ply(tmp_path / "plain.ply", xyz), features=("labels",))
+
+
+def test_labels_of_another_length_are_refused_before_loading(tmp_path, monkeypatch):
+    xyz = np.zeros((50, 3), np.float32)
+    np.savez(tmp_path / "short.npz", points=xyz, labels=np.zeros(49, np.int64))
+    np.savez(tmp_path / "float.npz", points=xyz, labels=np.zeros(50, np.float32))
+    np.savez(tmp_path / "colors.npz", points=xyz, colors=np.zeros((51, 3), np.uint8))
+    monkeypatch.setattr(np, "load", lambda *a, **k: pytest.fail("loaded before the header check"))
+    for name, reason in (("short.npz", "49 labels for 50 points"), ("float.npz", "integers"),
+                         ("colors.npz", "51 colors for 50 points")):
+        with pytest.raises(ReadError, match=reason) as info:
+            read_point_cloud(tmp_path / name)
+        assert str(tmp_path / name) in str(info.value)
+
+
 def test_normalize_and_resample(tmp_path):
     xyz = np.random.default_rng(4).normal(size=(200, 3)).astype(np.float32) * 7 + 3
     path = _write_ply(tmp_path / "c.ply", xyz)

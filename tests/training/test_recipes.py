@@ -309,13 +309,40 @@ def exchange_rate_layout(root: Path, rows: int = 100) -> Path:
     return _autoformer_csv(root / "exchange_rate.csv", dates, [*map(str, range(7)), "OT"])
 
 
+S3DIS_ROOM = {"ceiling_1.txt": ((0, 0, 2.5), (2, 1.5, 2.5), (200, 200, 200)),  # class file: box corners, rgb
+              "floor_1.txt": ((0, 0, 0), (2, 1.5, 0), (90, 60, 40)),
+              "chair_1.txt": ((0.5, 0.5, 0), (0.9, 0.9, 0.8), (200, 30, 30)),
+              "stairs_1.txt": ((1.5, 0.2, 0), (1.9, 0.6, 1.0), (60, 60, 60))}  # not a class: clutter
+
+
+def s3dis_layout(root: Path, val_fraction: float = 0.34, voxel_size: float = 0.04) -> Path:
+    """``Stanford3dDataset_v1.2_Aligned_Version/Area_N/<room>/Annotations/<class>_<k>.txt`` (``x y z r g b`` lines,
+    rooms placed in their area's frame): three 2 × 1.5 m rooms in Area_1, one in Area_5; one number with a stray
+    byte, as in the published Area_5/hallway_6."""
+    base = root / "Stanford3dDataset_v1.2_Aligned_Version"
+    for area, rooms in (("Area_1", 3), ("Area_5", 1)):
+        for r in range(rooms):
+            annotations = base / area / f"office_{r + 1}" / "Annotations"
+            annotations.mkdir(parents=True)
+            offset = np.array([10.0 * r + 3, 4.0, 0.5])
+            for name, (low, high, rgb) in S3DIS_ROOM.items():
+                xyz = RNG.uniform(low, high, (60, 3)) + offset
+                np.savetxt(annotations / name, np.c_[xyz, np.tile(rgb, (60, 1))], fmt="%.3f %.3f %.3f %d %d %d")
+    broken = base / "Area_5" / "office_1" / "Annotations" / "ceiling_1.txt"
+    lines = broken.read_bytes().split(b"\n")
+    lines[3] = lines[3][:4] + b"\x10" + lines[3][4:]
+    broken.write_bytes(b"\n".join(lines))
+    return convert.write_manifest(convert.s3dis_rows(base, root / "blocks", val_fraction=val_fraction,
+                                                     voxel_size=voxel_size), root / "s3dis.csv")
+
+
 LAYOUTS = {"imagenet1k": imagenet_layout, "chest_xray_tb": tb_layout, "regdb_infrared": regdb_layout,
            "linear_probe_image": folder_layout, "speech_commands_v2": speech_commands_layout,
            "modelnet40": modelnet40_layout, "ucr_timeseries": ucr_layout, "uea_basicmotions_imu": basicmotions_layout,
            "indian_pines": indian_pines_layout, "ucf101": ucf101_layout, "glue_mrpc": mrpc_layout,
            "pcqm4m_graph": graph_layout, "adult": adult_layout, "bank_marketing": bank_layout,
            "etth1": etth1_layout, "traffic": traffic_layout, "weather": weather_layout,
-           "exchange_rate": exchange_rate_layout}
+           "exchange_rate": exchange_rate_layout, "s3dis_area5": s3dis_layout}
 # nano-sized tokenizer options laid over each recipe's own (the recipe keeps its reference sizes)
 NANO = {**{m: {"img_size": 16, "patch_size": 8} for m in ("image", "xray", "infrared")},
         "audio": {"target_length": 32}, "point_cloud": {"num_points": 64, "num_groups": 16, "group_size": 8},
@@ -327,7 +354,8 @@ SMALL = {"etth1": {"lookback": 8, "horizon": 4, "steps_per_month": 6}, "weather"
          "exchange_rate": {"lookback": 8, "horizon": 4}, "traffic": {"lookback": 16, "horizon": 4}}
 # what evaluate must report per task
 EVAL_KEYS = {"classification": {"accuracy", "macro_f1", "OA", "AA", "kappa"}, "regression": {"MAE", "MSE"},
-             "forecast": {"MAE", "MSE"}, "reid": {"rank1", "rank5", "rank10", "rank20", "mAP", "mINP"}}
+             "forecast": {"MAE", "MSE"}, "reid": {"rank1", "rank5", "rank10", "rank20", "mAP", "mINP"},
+             "segmentation": {"OA", "mIoU", "mAcc", "per_class", "confusion_matrix"}}
 
 
 def test_every_recipe_has_a_generated_layout():
@@ -560,3 +588,40 @@ def test_ratio_split_records_and_options(tmp_path):
     for months in ({"split_months": [10, 2, 2]}, {"steps_per_month": 24}):
         with pytest.raises(ValueError, match="replaces the month split"):
             TrainConfig(task="forecast", split_ratios=[0.7, 0.1, 0.2], **months)
+
+
+def test_s3dis_converter_blocks_labels_and_splits(tmp_path, capsys):
+    """Every point of a room in one 1 m block, relative to the block centre and the room floor, with its colour
+    and its class (stairs → clutter; the stray byte read as the number); Area 5 → test, one whole room → val."""
+    rows = _rows(s3dis_layout(tmp_path, voxel_size=0.0))
+    assert {r["split"] for r in rows if "Area_5" in r["path"]} == {"test"} and {r["label"] for r in rows} == {""}
+    splits = {Path(r["path"]).name.rsplit("_", 2)[0]: r["split"] for r in rows if "Area_1" in r["path"]}
+    assert sorted(splits.values()) == ["train", "train", "val"]
+    assert all(r["split"] == splits[Path(r["path"]).name.rsplit("_", 2)[0]] for r in rows if "Area_1" in r["path"])
+    base = tmp_path / "Stanford3dDataset_v1.2_Aligned_Version"
+    for room in ("Area_5/office_1", "Area_1/office_2"):
+        blocks = [np.load(tmp_path / r["path"]) for r in rows if r["path"].startswith(f"blocks/{room}_")]
+        assert len(blocks) == 4  # 2 × 1.5 m in 1 m blocks
+        points = np.concatenate([b["points"] for b in blocks])
+        assert np.abs(points[:, :2]).max() <= 0.5 + 1e-6 and points[:, 2].min() == pytest.approx(0.0, abs=1e-6)
+        labels = np.concatenate([b["labels"] for b in blocks])
+        classes = convert.S3DIS_CLASSES
+        counts = {classes[c]: n for c, n in zip(*np.unique(labels, return_counts=True))}
+        assert counts == {"ceiling": 60, "floor": 60, "chair": 60, "clutter": 60}
+        colors = np.concatenate([b["colors"] for b in blocks])
+        for name, (_, _, rgb) in S3DIS_ROOM.items():
+            label = classes.index(name.split("_")[0]) if name != "stairs_1.txt" else classes.index("clutter")
+            assert (colors[labels == label] == rgb).all()
+    written = np.concatenate([np.loadtxt(f) for f in (base / "Area_1/office_2/Annotations").glob("*.txt")])
+    np.testing.assert_allclose(np.sort(points[:, 2]), np.sort(written[:, 2]) - written[:, 2].min(), atol=1e-5)
+    broken = base / "Area_5/office_1/Annotations/ceiling_1.txt"
+    clean = np.loadtxt(broken.read_bytes().replace(b"\x10", b"").decode().splitlines())
+    np.testing.assert_array_equal(convert._s3dis_points(broken), clean)
+    voxelled = _rows(s3dis_layout(_dir(tmp_path / "voxel")))
+    assert len(voxelled) == len(rows)
+    assert convert.main(["s3dis", str(base), "--out-dir", str(tmp_path / "cli"), "--block-size", "0",
+                         "--voxel-size", "0", "-o", str(tmp_path / "rooms.csv")]) == 0
+    rooms = _rows(tmp_path / "rooms.csv")
+    assert len(rooms) == 4 and "wrote" in capsys.readouterr().out
+    room = np.load(tmp_path / rooms[-1]["path"])
+    assert room["points"].shape == (240, 3) and room["labels"].dtype.kind == "i"
