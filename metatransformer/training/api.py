@@ -212,6 +212,10 @@ class MetaDataModule(pl.LightningDataModule):
         loaders = {m: make_loader(ds, batch_size=c.batch_size, shuffle=True, seed=c.seed, num_workers=c.num_workers,
                                   drop_last=world > 1 or c.mixing, rank=rank, world_size=world)  # mixup: even batches
                    for m, ds in self.train_sets.items()}
+        empty = [m for m, loader in loaders.items() if len(loader.batch_sampler) == 0]
+        if empty:  # whole batches only (several processes, or mixup): too few samples would train nothing
+            raise ValueError(f"training modality {empty[0]!r} has {len(self.train_sets[empty[0]])} samples: fewer than "
+                             f"one whole batch of --batch-size {c.batch_size} for each of {world} process(es)")
         if self._resume is not None:
             epoch, consumed = self._resume
             self._resume = None
@@ -322,9 +326,6 @@ def train(config: TrainConfig | dict[str, Any], *, records: Sequence[Record] = (
     val_sets: dict[str, Any] = {m: make_dataset(config, val_groups[m], model.tokenizer(m), labels)
                                 for m in modalities if m in val_groups} if config.task != "reid" else \
         retrieval_sets(config, retrieval_records(all_records), model)
-    if config.mixing and min(len(ds) for ds in train_sets.values()) < config.batch_size:
-        raise ValueError(f"--mixup/--cutmix train on whole batches only: every modality needs at least "
-                         f"--batch-size {config.batch_size} training samples")
     probe_info: dict[str, Any] = {}
     probe = config.linear_probe and not (config.augment or config.mixing)  # the cache holds unaugmented features
     if probe:

@@ -395,6 +395,13 @@ class ResumableBatchSampler(Sampler[list[int]]):
             order = (order + order[:total - len(order)])[self.rank::self.world_size]
         return order
 
+    def padding(self, batch_index: int) -> torch.Tensor:
+        """(batch,) bool: which items of this rank's batch ``batch_index`` repeat a sample only to give every rank
+        the same number of samples (DistributedSampler's padding); metrics must not count them twice."""
+        start = batch_index * self.batch_size
+        stop = min(start + self.batch_size, math.ceil(self.size / self.world_size))
+        return torch.arange(start, stop) * self.world_size + self.rank >= self.size
+
     def __iter__(self) -> Iterator[list[int]]:
         order, skip = self._indices(), self._skip
         self._skip = 0

@@ -129,9 +129,28 @@ class MetaTransformerModule(pl.LightningModule):
             self.val_metrics["retrieval"].update(embeddings, target)
             return
         outputs = self.outputs_of(modality, inputs)
+        real = ~self._padding(dataloader_idx, batch_idx, len(target))
+        if not real.any():
+            return
+        outputs, target = outputs[real], target[real]
         loss = self.model.heads[modality].loss(outputs, target)
         self.val_loss[modality].update(loss.detach().float(), weight=len(target))
         self.val_metrics[modality].update(*metric_inputs(self.task, outputs, target))
+
+    def _padding(self, dataloader_idx: int, batch_idx: int, size: int) -> torch.Tensor:
+        """The items of a validation batch that a distributed sampler repeated (all False in one process)."""
+        loaders = self.trainer.val_dataloaders if self.trainer is not None else None
+        loader = loaders[dataloader_idx] if isinstance(loaders, (list, tuple)) else loaders
+        sampler = getattr(loader, "batch_sampler", None)
+        if not hasattr(sampler, "padding"):
+            return torch.zeros(size, dtype=torch.bool, device=self.device)
+        return sampler.padding(batch_idx).to(self.device)
+
+    def on_train_start(self) -> None:
+        # one seed gave every process the same initial weights; from here augmentation, mixup and dropout
+        # draw per process, or every rank would crop, mask and mix its (different) samples identically
+        if self.trainer.world_size > 1:
+            pl.seed_everything(self.config.seed + self.global_rank, workers=True, verbose=False)
 
     def on_validation_epoch_end(self) -> None:
         if self.task == "reid":
@@ -180,12 +199,22 @@ _FUSED_ADAMW_DEVICES = ("cpu", "cuda", "xpu", "mps")
 
 def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.AdamW:
     """AdamW over the trainable parameters in :func:`~metatransformer.pathway.pathway_param_groups` (no decay on
-    biases, norms and λ; λ's own learning rate), fused where the device has the kernel."""
+    biases, norms and λ; λ's own learning rate), fused where the device has the kernel.
+
+    Args:
+        model: the model; only parameters that require gradients are optimised.
+        config: the recipe: ``lr``, ``weight_decay``, ``aux_weight_decay``, ``aux_lambda_lr``, and ``precision``
+            with ``grad_clip`` (fp16 gradient clipping needs the unfused step).
+    """
     groups = pathway_param_groups(model, weight_decay=config.weight_decay,
                                   aux_weight_decay=config.aux_weight_decay, scale_lr=config.aux_lambda_lr)
     if not groups:
         raise ValueError("nothing to train: every parameter is frozen")
     fused = all(p.device.type in _FUSED_ADAMW_DEVICES and p.is_floating_point() for g in groups for p in g["params"])
+    # Lightning's mixed-precision plugin refuses to clip the gradients of an optimizer that unscales them in its
+    # own (fused) step
+    mixed = not str(config.precision).endswith(("-true", "32", "64"))
+    fused = fused and not (config.grad_clip and mixed)
     return torch.optim.AdamW(groups, lr=config.lr, fused=fused)
 
 

@@ -38,7 +38,12 @@ def retrieval_records(records: Sequence[Record]) -> list[Record]:
     if unranked:
         raise ValueError(f"task reid: records in split(s) {unranked} have no role; give the held-out identities "
                          f"the split {' or '.join(ROLES)}")
-    return [r for r in records if r.split in ROLES]
+    ranked = [r for r in records if r.split in ROLES]
+    counts = {role: sum(r.split == role for r in ranked) for role in ROLES}
+    if ranked and not all(counts.values()):
+        raise ValueError(f"task reid ranks query against gallery records: the data has "
+                         f"{', '.join(f'{n} {role}' for role, n in counts.items())} records")
+    return ranked
 
 
 class RetrievalDataset(ItemDataset):

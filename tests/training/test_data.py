@@ -89,6 +89,25 @@ def test_ddp_batches_partition_the_single_process_batches():
         assert sorted(batch) == sorted(ranks[0][i] + ranks[1][i])
 
 
+@pytest.mark.parametrize("size, world, batch", [(5, 2, 2), (7, 3, 2), (8, 2, 3), (4, 4, 1)])
+def test_padding_marks_exactly_the_repeats_distributed_sampling_adds(size, world, batch):
+    """Over all ranks, the items not marked as padding are every sample exactly once (as in
+    torch's DistributedSampler, whose padded tail repeats the first samples)."""
+    real = []
+    for rank in range(world):
+        sampler = ResumableBatchSampler(size, batch, shuffle=True, seed=3, rank=rank, world_size=world)
+        for b, indices in enumerate(sampler):
+            mask = sampler.padding(b)
+            assert mask.shape == (len(indices),)
+            real += [i for i, pad in zip(indices, mask.tolist()) if not pad]
+    assert sorted(real) == list(range(size))
+    reference = torch.utils.data.DistributedSampler(range(size), num_replicas=world, rank=0, shuffle=False)
+    assert reference.total_size - size == sum(
+        int(ResumableBatchSampler(size, batch, shuffle=False, rank=r, world_size=world).padding(b).sum())
+        for r in range(world) for b in range(len(ResumableBatchSampler(size, batch, shuffle=False, rank=r,
+                                                                       world_size=world))))
+
+
 def test_sampler_skips_consumed_batches_once_and_reshuffles_per_epoch():
     sampler = ResumableBatchSampler(10, 3, shuffle=True, seed=0)
     full = list(sampler)

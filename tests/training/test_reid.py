@@ -124,5 +124,9 @@ def test_roles_are_splits_of_reid_runs_only(tmp_path):
     held_out = records_from_tensors(torch.rand(2, 3, 16, 16), [0, 1], modality="image", split="val")
     with pytest.raises(ValueError, match="no role"):
         retrieval_records(records + held_out)
+    with pytest.raises(ValueError, match="0 gallery records"):  # refused before any training
+        train({"task": "reid", "preset": "nano", "data": [], "tokenizer_options": {"image": {"img_size": 16}},
+               "run_dir": str(tmp_path / "run")}, records=[*records_from_tensors(torch.rand(4, 3, 16, 16), [0, 1] * 2,
+                                                                                 modality="image"), *records])
     plain = records_from_tensors(torch.rand(6, 3, 16, 16), [0, 1] * 3, modality="image")
     assert {r.split for r in prepare_records(TrainConfig(task="reid"), [*plain, *records])} == {"train", "query"}
