@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import re
 from pathlib import Path
 from typing import Sequence
 
@@ -588,6 +589,17 @@ def test_ratio_split_records_and_options(tmp_path):
     for months in ({"split_months": [10, 2, 2]}, {"steps_per_month": 24}):
         with pytest.raises(ValueError, match="replaces the month split"):
             TrainConfig(task="forecast", split_ratios=[0.7, 0.1, 0.2], **months)
+
+
+def test_a_series_too_short_for_its_split_is_named(tmp_path):
+    """The split's errors count steps; the records' error names the file they came from."""
+    from metatransformer.training.forecast import records_from_series
+
+    path = etth1_layout(tmp_path, rows=60)
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(path))}: the split needs 120 steps"):
+        records_from_series(path, lookback=8, horizon=4, steps_per_month=6)
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(path))}: the val part has 6 steps, too few"):
+        records_from_series(path, lookback=8, horizon=8, ratios=[0.7, 0.1, 0.2])
 
 
 def test_s3dis_converter_blocks_labels_and_splits(tmp_path, capsys):
