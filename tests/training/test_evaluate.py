@@ -142,3 +142,23 @@ def test_views_need_a_modality_that_has_them(tmp_path):
     records = records_from_tensors(torch.rand(4, 3, 16, 16), ["a", "b"] * 2, modality="image")
     with pytest.raises(ValueError, match="no test-time views"):
         ViewDataset(records, None, None, temporal=2, spatial=1)
+
+
+@pytest.mark.parametrize("temporal, spatial", [(0, 1), (1, 0), (-2, 3)])
+def test_fewer_than_one_view_is_refused(tmp_path, temporal, spatial):
+    with pytest.raises(ValueError, match=rf"--temporal-views and --spatial-views must be >= 1 .* got {temporal} "
+                                         rf"and {spatial}"):
+        evaluate_run(tmp_path, temporal_views=temporal, spatial_views=spatial)
+
+
+def test_a_wrong_view_count_names_the_file(tmp_path):
+    from metatransformer.data2seq import create_tokenizer
+    from metatransformer.training.data import LabelEncoder, Record
+
+    tokenizer = create_tokenizer("video", 8, img_size=16, patch_size=8, num_frames=4)
+    records = [Record(str(tmp_path / "clip.mp4"), "a", "video", "test")]
+    views = ViewDataset(records, tokenizer, LabelEncoder.fit("classification", ["a"]), temporal=1, spatial=3)
+    views._views = lambda path: ["one view"]  # a views hook that gives fewer views than asked
+    with pytest.raises(ValueError, match=rf"{tmp_path / 'clip.mp4'}: the video views gave 1 items, expected 3"):
+        views[0]
+
