@@ -58,8 +58,9 @@ def test_multilabel_from_in_memory_tensors(tmp_path):
 
 
 # ------------------------------------------------------------------------------- multi-view testing (video)
+# the reader reads 8 frames every 3 (room for training's temporal jitter), the tokenizer takes 4
 VIDEO = {"tokenizer_options": {"video": {"num_frames": 4, "img_size": 16, "patch_size": 8}},
-         "reader_options": {"video": {"num_frames": 4, "stride": 3}}}
+         "reader_options": {"video": {"num_frames": 8, "stride": 3}}}
 
 
 @pytest.fixture(scope="module")
@@ -91,9 +92,19 @@ def _val(run_dir):
 
 
 def test_one_by_one_views_are_the_single_view(video_run):
+    """One clip: the centre window of the default read (frames 0, 3, ..., 21: the centre 4 are frames 6 ... 15),
+    which is the clip read at that window's start."""
+    from metatransformer.data2seq import get_modality
+    from metatransformer.datasets import read_video
+
     config, model, records, labels = _val(video_run)
     tokenizer = model.tokenizer("video")
-    single, targets = predict(model, make_dataset(config, records, tokenizer, labels))
+    dataset = make_dataset(config, records, tokenizer, labels)
+    fit = get_modality("video").transform(tokenizer)
+    for i, record in enumerate(records):
+        centre = fit(read_video(record.source, num_frames=4, stride=3, start=6 / 25))
+        torch.testing.assert_close(dataset[i][0].frames, centre.frames)
+    single, targets = predict(model, dataset)
     views = ViewDataset(records, tokenizer, labels, temporal=1, spatial=1, reader_options=config.reader_options["video"])
     combined, same = predict_views(model, views, task="classification")
     torch.testing.assert_close(combined.softmax(-1), single.softmax(-1))
@@ -114,7 +125,8 @@ def test_temporal_views_average_the_softmax_of_clips_read_at_their_starts(video_
     combined, _ = predict_views(model, views, task="classification", batch_size=4)  # one sample a batch
     fit = get_modality("video").transform(tokenizer)
     for record, prediction in zip(records, combined):
-        # clips of (4 - 1) · 3 + 1 = 10 frames in 30: starts at frames 0, 10, 20 (25 fps)
+        # clips of the tokenizer's 4 frames, (4 - 1) · 3 + 1 = 10 frames long, in 30: starts at frames 0, 10, 20
+        # (25 fps), each read at 4 frames (not the reader's 8, whose centre window would start 6 frames later)
         clips = [fit(read_video(record.source, num_frames=4, stride=3, start=start)) for start in (0.0, 0.4, 0.8)]
         batch = get_modality("video").collate(clips)
         with torch.inference_mode():
