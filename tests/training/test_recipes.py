@@ -429,7 +429,13 @@ def test_converters_keep_the_published_splits_and_labels(tmp_path):
     assert {(r["split"], r["modality"]) for r in rows} == {("train", "image"), ("train", "infrared"),
                                                            ("query", "image"), ("gallery", "infrared")}
     assert [r["split"] for r in rows].count("query") == [r["split"] for r in rows].count("gallery") == 4
-    assert {r["label"] for r in rows if r["split"] == "gallery"} == {"0", "1"}  # as published: from 0 per split
+    identities = {split: {r["label"] for r in rows if r["split"] == split} for split in ("train", "query", "gallery")}
+    assert identities == {"train": {"0", "1"}, "query": {"2", "3"}, "gallery": {"2", "3"}}  # the person folders
+    assert not identities["train"] & identities["gallery"]  # the published labels restart at 0 in each list
+    listed = tmp_path / "regdb" / "idx" / "test_thermal_1.txt"
+    listed.write_text(listed.read_text().replace(" 1\n", " 0\n"))  # person 3's images labelled as person 2's
+    with pytest.raises(ValueError, match="label 0 is given to person folders 2 and 3"):
+        convert.regdb_rows(tmp_path / "regdb", 1)
     with pytest.raises(SystemExit):
         convert.main(["regdb", "--root", str(tmp_path / "regdb"), "--trial", "11", "-o", str(tmp_path / "r.csv")])
 
