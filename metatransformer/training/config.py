@@ -146,7 +146,7 @@ class TrainConfig:
                              "resamples clouds without their per-point labels; drop --augment")
         if self.task != "forecast":
             given = [f"--{f.name.replace('_', '-')}" for f in dataclasses.fields(self)
-                     if f.name in FORECAST_FIELDS and getattr(self, f.name) != _default(f)]
+                     if f.name in FORECAST_FIELDS and getattr(self, f.name) != field_default(f)]
             if given:
                 raise ValueError(f"{', '.join(given)} shape forecasting windows and splits: they apply to task "
                                  f"forecast, not {self.task}")
@@ -211,10 +211,6 @@ class TrainConfig:
         return path
 
 
-def _default(f: dataclasses.Field) -> Any:
-    return f.default if f.default is not dataclasses.MISSING else f.default_factory()
-
-
 def _by_modality(flag: str, options: Any) -> dict[str, dict[str, Any]]:
     """Per-modality ``options`` keyed by canonical modality names (``{"rgb": ...}`` → ``{"image": ...}``).
 
@@ -255,3 +251,8 @@ def _check_augment_options(modality: str, options: dict[str, Any]) -> None:
 
 def field_types() -> dict[str, Any]:
     return typing.get_type_hints(TrainConfig)
+
+
+def field_default(f: dataclasses.Field) -> Any:
+    """The default value of a :class:`TrainConfig` field (a fresh one for list and dict fields)."""
+    return f.default if f.default is not dataclasses.MISSING else f.default_factory()

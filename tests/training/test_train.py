@@ -181,6 +181,15 @@ def test_recipe_option_checks(options, message):
         TrainConfig(**options)
 
 
+def test_an_augmentation_with_variable_keywords_takes_any_option(monkeypatch):
+    from metatransformer.registry import MODALITIES, get_modality
+
+    spec = dataclasses.replace(get_modality("image"), augment=lambda tokenizer, **options: None)
+    monkeypatch.setitem(MODALITIES._entries, "image", spec)
+    assert TrainConfig(augment=True, augment_options={"image": {"anything": 1}}).augment_options == \
+        {"image": {"anything": 1}}
+
+
 def test_bf16_autocast_and_gradient_accumulation(image_dir, tmp_path, capsys):
     result = train({**TINY, "data": [str(image_dir)], "epochs": 1, "precision": "bf16-mixed", "accumulate": 2,
                     "run_dir": str(tmp_path)})
