@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -84,3 +85,56 @@ def test_reid_scores_match_torchmetrics_retrieval():
     assert scores["mAP"] == pytest.approx(float(RetrievalMAP(empty_target_action="skip")(preds, target, indexes=indexes)),
                                           abs=1e-6)
     assert 0 < scores["mINP"] <= scores["mAP"] < scores["rank1"] < scores["rank20"] < 1  # a non-trivial case
+
+
+def _eval_regdb(distmat, q_pids, g_pids, max_rank=20):
+    """A numpy re-implementation of ``eval_regdb`` (mangye16/Cross-Modal-Re-ID-baseline ``eval_metrics.py``,
+    the AGW / DDAG evaluation): per query, the gallery sorted by distance; queries without a match skipped;
+    CMC clipped at 1 and cut at ``max_rank`` (the gallery size when smaller); AP the mean precision at the
+    matches; INP matches / rank of the last match. Its same-camera removal removes nothing here (queries are
+    camera 1, the gallery camera 2), so it is left out. Returns (CMC (max_rank,), mAP, mINP)."""
+    num_q, num_g = distmat.shape
+    max_rank = min(max_rank, num_g)
+    indices = np.argsort(distmat, axis=1)
+    matches = (g_pids[indices] == q_pids[:, np.newaxis]).astype(np.int32)
+    all_cmc, all_ap, all_inp = [], [], []
+    for q_idx in range(num_q):
+        raw_cmc = matches[q_idx]
+        if not raw_cmc.any():
+            continue
+        cmc = raw_cmc.cumsum()
+        last = np.max(np.where(raw_cmc == 1))
+        all_inp.append(cmc[last] / (last + 1.0))
+        cmc[cmc > 1] = 1
+        all_cmc.append(cmc[:max_rank])
+        precision = raw_cmc.cumsum() / np.arange(1.0, num_g + 1)
+        all_ap.append((precision * raw_cmc).sum() / raw_cmc.sum())
+    assert all_cmc, "no query identity appears in the gallery"
+    return np.asarray(all_cmc, np.float32).mean(0), np.mean(all_ap), np.mean(all_inp)
+
+
+@pytest.mark.parametrize("seed, queries, gallery, identities", [
+    (0, 30, 60, 12), (1, 25, 7, 5), (2, 10, 15, 8), (3, 40, 19, 30), (4, 1, 3, 2), (5, 50, 120, 40),
+])
+def test_reid_scores_match_eval_regdb(seed, queries, gallery, identities):
+    """Rank-k, mAP and mINP equal the cross-modality re-ID codebases' ``eval_regdb`` on random embeddings,
+    galleries smaller than 20 included (Rank-k for k past the gallery: the whole gallery, the last CMC value),
+    and queries whose identity is not in the gallery (skipped by both)."""
+    from metatransformer.metrics import reid_scores
+
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(identities, 8))
+    query_ids, gallery_ids = rng.integers(0, identities, queries), rng.integers(0, identities, gallery)
+    gallery_ids[0] = query_ids[0]  # at least one query has a match
+    query = centres[query_ids] + rng.normal(scale=1.2, size=(queries, 8))
+    items = centres[gallery_ids] + rng.normal(scale=1.2, size=(gallery, 8))
+    distances = np.linalg.norm(query[:, None] - items[None], axis=-1)  # continuous: no ties
+    ranks = (1, 2, 5, 10, 20, 50)
+    cmc, mean_ap, mean_inp = _eval_regdb(distances, query_ids, gallery_ids, max_rank=max(ranks))
+    scores = reid_scores(torch.from_numpy(distances), torch.from_numpy(query_ids), torch.from_numpy(gallery_ids),
+                         ranks=ranks)
+    for k in ranks:
+        assert scores[f"rank{k}"] == pytest.approx(float(cmc[min(k, len(cmc)) - 1]), abs=1e-6)
+    assert scores["mAP"] == pytest.approx(mean_ap, abs=1e-5)  # float32 precisions against float64
+    assert scores["mINP"] == pytest.approx(mean_inp, abs=1e-5)
+

@@ -4,7 +4,8 @@
     imagenet  ILSVRC CLS-LOC: train/<wnid>/*.JPEG, val/*.JPEG + LOC_val_solution.csv (ImageId, "wnid x y x y ...")
     tb-cxr    Montgomery / Shenzhen chest X-rays: *_0.png normal, *_1.png tuberculosis (the file name's last digit)
     regdb     RegDB: idx/{train,test}_{visible,thermal}_<trial>.txt ("relative/path label" lines) -> re-ID manifest:
-              training identities train, test identities query (visible) / gallery (thermal)
+              training identities train, test identities query (visible) / gallery (thermal), each labelled
+              by its person folder (Visible/<id>/..., unique over the dataset)
     folder    any folder-per-class tree (optionally train/val/test at the top)
     speech-commands  Speech Commands V2: <word>/<speaker>_nohash_<n>.wav + validation_list.txt, testing_list.txt
     modelnet40       modelnet40_normal_resampled/<class>/<class>_0001.txt (x,y,z,nx,ny,nz rows) +
@@ -97,21 +98,36 @@ def regdb_rows(root: str, trial: int = 1) -> list[Row]:
     ``idx/{train,test}_{visible,thermal}_N.txt`` ("Visible/<id>/<file>.bmp label" lines) split the people into
     206 training and 206 test identities. Training images of both cameras are ``train`` records (identity
     classification); the test identities' visible images are ``query`` and their thermal images ``gallery``
-    records, ranked both ways (visible → thermal and thermal → visible). Labels are as published: each list
-    numbers its split's identities from 0, and the test identities are only ranked among themselves. Visible
-    images are modality image, thermal ones infrared (a recipe's ``modality`` may read both with one tokenizer)."""
+    records, ranked both ways (visible → thermal and thermal → visible). The label is the person's folder
+    (``<id>`` of ``Visible/<id>/…`` and ``Thermal/<id>/…``), unique over the dataset: the published labels
+    number each list's identities from 0, so training and test identities would share label values. Visible
+    images are modality image, thermal ones infrared (a recipe's ``modality`` may read both with one tokenizer).
+
+    Raises:
+        ValueError: a trial outside 1–10, a listed path not of the ``<camera>/<id>/<file>`` form, or a published
+            label given to two person folders of one list.
+        FileNotFoundError: a listed image is missing.
+    """
     root = Path(root)
     if not 1 <= trial <= 10:
         raise ValueError(f"RegDB has trials 1 to 10, got {trial}")
     rows = []
     for name, modality, split in REGDB_LISTS:
         listed = root / "idx" / f"{name}_{trial}.txt"
+        folders: dict[str, str] = {}  # published label -> person folder, which must agree
         for line in listed.read_text().splitlines():
             if line.strip():
                 rel, label = line.rsplit(maxsplit=1)
                 if not (root / rel).is_file():
                     raise FileNotFoundError(f"{root / rel}: listed in {listed.name} but missing")
-                rows.append({"path": root / rel, "label": label, "modality": modality, "split": split})
+                parts = Path(rel).parts
+                if len(parts) < 3:
+                    raise ValueError(f"{listed}: {rel!r} is not a <camera>/<person id>/<file> path")
+                person = parts[-2]
+                if folders.setdefault(label, person) != person:
+                    raise ValueError(f"{listed}: label {label} is given to person folders {folders[label]} and "
+                                     f"{person}")
+                rows.append({"path": root / rel, "label": person, "modality": modality, "split": split})
     return rows
 
 

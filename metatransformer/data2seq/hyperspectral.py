@@ -109,7 +109,14 @@ def hyperspectral_augment(tokenizer: HyperspectralTokenizer
     """Training counterpart of :func:`scene_transform`: the (bands, p, p) patch turned by a random multiple
     of 90° and flipped with probability 1/2, i.e. one of the square's 8 symmetries (an overhead patch has no
     canonical orientation; the flips and rotations of patch-based HSI classifiers). Spectra are unchanged,
-    so at p = 1 (the reference) it changes nothing."""
+    so at p = 1 (the reference) it changes nothing.
+
+    Args:
+        tokenizer: the hyperspectral tokenizer the patch is fitted to (as :func:`scene_transform` fits it).
+
+    Returns:
+        a callable: a read cube or (h, w, bands) tensor → a randomly turned and flipped (bands, p, p) patch.
+    """
     fit = scene_transform(tokenizer)
 
     def apply(cube: HyperspectralCube | torch.Tensor) -> torch.Tensor:

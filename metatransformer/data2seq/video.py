@@ -211,7 +211,8 @@ class VideoTokenizer(Tokenizer):
 
 def video_eval_transform(tokenizer: VideoTokenizer) -> Callable[[VideoClip], VideoClip]:
     """A read clip → resized, centre-cropped, normalised to the tokenizer's size and statistics, its frame
-    count fitted to ``tokenizer.num_frames`` (padding masked); RGB is averaged for a 1-channel tokenizer."""
+    count fitted to ``tokenizer.num_frames`` (a longer clip's centre window: the single-clip test; padding
+    masked); RGB is averaged for a 1-channel tokenizer."""
     transform = video_transform(tokenizer.img_size, num_frames=tokenizer.num_frames, mean=tokenizer.mean,
                                 std=tokenizer.std)
     return lambda clip: transform(_channels(tokenizer, clip))
@@ -231,14 +232,22 @@ def video_augment(tokenizer: VideoTokenizer, *, scale: tuple[float, float] = (0.
 
 def video_views(tokenizer: VideoTokenizer, temporal: int, spatial: int, **reader_options: Any
                 ) -> Callable[[str | os.PathLike], list[VideoClip]]:
-    """Test-time views of a video file (the Kinetics / UCF101 protocol): ``temporal`` clips, their starts
-    spaced uniformly over the video (:func:`~metatransformer.datasets.video.clip_starts`, for clips of the
-    tokenizer's frame count), each read with ``read_video(path, **reader_options, start=...)``, × ``spatial``
-    crops (1: centre; 3: start, centre, end of the long side); views are fitted as in evaluation, and one
-    temporal and one spatial view is :func:`video_eval_transform` of the default read.
+    """Test-time views of a video file (the Kinetics / UCF101 protocol): ``temporal`` clips of the tokenizer's
+    frame count, their starts spaced uniformly over the video
+    (:func:`~metatransformer.datasets.video.clip_starts`), each read with ``read_video(path, **reader_options,
+    num_frames=tokenizer.num_frames, start=...)``, × ``spatial`` crops (1: centre; 3: start, centre, end of
+    the long side), fitted as in evaluation. One temporal view is the default read (``reader_options`` as
+    given, e.g. more frames than the tokenizer takes for training's temporal jitter) and its centre window,
+    so one temporal and one spatial view is :func:`video_eval_transform` of the default read.
 
     Temporal views need clips shorter than the video: a ``stride`` in ``reader_options`` (without one, a
     clip spreads its frames over the whole video).
+
+    Args:
+        tokenizer: the video tokenizer the views are fitted to.
+        temporal: clips per file (>= 1).
+        spatial: crops per clip (1 or 3).
+        reader_options: keyword arguments of :func:`~metatransformer.datasets.read_video`.
 
     Returns:
         ``path -> [VideoClip, ...]``: ``temporal × spatial`` clips, clip-major.
@@ -250,12 +259,14 @@ def video_views(tokenizer: VideoTokenizer, temporal: int, spatial: int, **reader
                          "(reader_options {\"video\": {\"stride\": 4}}); without one a clip samples the whole video")
     crops = spatial_views(tokenizer.img_size, spatial, num_frames=tokenizer.num_frames, mean=tokenizer.mean,
                           std=tokenizer.std)
+    # several clips are spaced for the tokenizer's frame count: each is read at that length, not the reader's
+    options = reader_options if temporal == 1 else {**reader_options, "num_frames": tokenizer.num_frames}
 
     def apply(path: str | os.PathLike) -> list[VideoClip]:
         stride = reader_options.get("stride") or 1  # unused for one clip
         starts = clip_starts(path, temporal, num_frames=tokenizer.num_frames, stride=stride,
                              start=reader_options.get("start", 0.0))
-        clips = [read_video(path, **{**reader_options, "start": start}) for start in starts]
+        clips = [read_video(path, **{**options, "start": start}) for start in starts]
         return [view for clip in clips for view in crops(_channels(tokenizer, clip))]
 
     return apply

@@ -20,6 +20,9 @@ TIME_COLUMNS = ("date", "time", "timestamp", "datetime")  # recognised by name w
 MAX_TABLE_BYTES = 2 << 30
 MAX_TS_BYTES = 1 << 30
 MAX_ARRAY_VALUES = 1 << 28  # values of a .npy/.npz series (2 GiB as float64)
+# the ETT split (Informer): train/val/test months of 30 days, and the steps of a month of hourly ETTh1
+ETT_MONTHS: tuple[int, int, int] = (12, 4, 4)
+ETT_STEPS_PER_MONTH = 30 * 24
 
 
 def read_time_series(
@@ -367,8 +370,8 @@ def ett_splits(
         *,
         lookback: int = 96,
         horizon: int = 96,
-        steps_per_month: int = 30 * 24,
-        months: tuple[int, int, int] = (12, 4, 4),
+        steps_per_month: int = ETT_STEPS_PER_MONTH,
+        months: tuple[int, int, int] = ETT_MONTHS,
         standardize: bool = True,
 ) -> ForecastSplits:
     """The ETT benchmark split (Informer, Zhou et al. 2021) of a long series into forecasting windows.

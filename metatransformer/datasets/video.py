@@ -262,9 +262,10 @@ def video_transform(
 
     Evaluation: resize the short side to ``img_size`` (bilinear, antialiased), centre-crop, normalise;
     training: random resized crop (area ``scale``) and horizontal flip. With ``num_frames``, the clip is
-    cut or padded (masked, last frame repeated) to that many frames: evaluation keeps the first
-    ``num_frames``; training, when the clip holds more real frames, a random window of ``num_frames``
-    consecutive ones (temporal jitter: read more frames than the tokenizer takes to get it).
+    fitted to that many frames by :func:`frame_window`: when it holds more real frames, evaluation keeps
+    the centre window of ``num_frames`` consecutive ones (the single-clip test) and training a random one
+    (temporal jitter: read more frames than the tokenizer takes to get it); a shorter clip is padded
+    (masked, last frame repeated).
 
     Returns:
         a callable ``VideoClip -> VideoClip``.
@@ -277,11 +278,8 @@ def video_transform(
 
     def apply(clip: VideoClip | torch.Tensor) -> VideoClip:
         frames, mask = clip if isinstance(clip, tuple) else (clip, torch.ones(clip.shape[1], dtype=torch.bool))
-        if num_frames is not None and train and int(mask.sum()) > num_frames:  # real frames are a prefix
-            start = int(torch.randint(int(mask.sum()) - num_frames + 1, ()))
-            frames, mask = frames[:, start:start + num_frames], mask[start:start + num_frames]
-        if num_frames is not None and frames.shape[1] != num_frames:
-            frames, mask = fit_frames(frames, mask, num_frames)
+        if num_frames is not None:
+            frames, mask = frame_window(frames, mask, num_frames, random=train)
         # v2 transforms treat a (t, c, h, w) tensor as t images with one shared random draw.
         out = pipeline(frames.transpose(0, 1)).transpose(0, 1)
         return VideoClip(out.contiguous(), mask)
@@ -300,10 +298,17 @@ def spatial_views(
     """Test-time crops of a clip: the short side resized to ``img_size`` (as :func:`video_transform`
     evaluates), then ``count`` square crops along the long side: 1: the centre (= :func:`video_transform`);
     3: start, centre and end (left / centre / right, or top / centre / bottom; the Kinetics / UCF101
-    three-crop test), each normalised; frames fitted to ``num_frames`` as in evaluation.
+    three-crop test), each normalised; frames fitted to ``num_frames`` as in evaluation (the centre window).
+
+    Args:
+        img_size: side of the square crops.
+        count: crops per clip: 1 or 3.
+        num_frames: frames T of every view (None: the clip's).
+        mean: per-channel normalisation mean.
+        std: per-channel normalisation std.
 
     Returns:
-        a callable ``VideoClip -> [VideoClip, ...]`` (``count`` clips).
+        a callable ``VideoClip -> [VideoClip, ...]``: ``count`` clips of frames (c, T, img_size, img_size).
     """
     if count not in (1, 3):
         raise ValueError(f"spatial views are 1 (centre) or 3 (start, centre, end) crops, got {count}")
@@ -311,8 +316,8 @@ def spatial_views(
 
     def apply(clip: VideoClip) -> list[VideoClip]:
         frames, mask = clip
-        if num_frames is not None and frames.shape[1] != num_frames:
-            frames, mask = fit_frames(frames, mask, num_frames)
+        if num_frames is not None:
+            frames, mask = frame_window(frames, mask, num_frames)
         frames = resize(frames.transpose(0, 1))  # t c h w
         height, width = frames.shape[-2:]  # the short side is img_size
         extra = max(height, width) - img_size
@@ -334,6 +339,13 @@ def clip_starts(path: str | os.PathLike, num_clips: int, *, num_frames: int = 16
     multi-clip test); one clip starts at ``start``. Read each with ``read_video(path, num_frames,
     stride=stride, start=s)``.
 
+    Args:
+        path: the video file.
+        num_clips: clips to space over it (>= 1).
+        num_frames: frames of each clip.
+        stride: frame step within a clip.
+        start: start time (seconds) of the first clip.
+
     Raises:
         ReadError: not a video, or one whose headers do not give its length.
     """
@@ -353,6 +365,28 @@ def clip_starts(path: str | os.PathLike, num_clips: int, *, num_frames: int = 16
     first = round(start * probe.fps)
     last = max(first, probe.num_frames - ((num_frames - 1) * stride + 1))
     return [float((first + round(k * (last - first) / (num_clips - 1))) / probe.fps) for k in range(num_clips)]
+
+
+def frame_window(frames: torch.Tensor, mask: torch.Tensor, num_frames: int, *, random: bool = False
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``num_frames`` consecutive frames of a clip: when its real frames (a prefix of the mask) outnumber
+    ``num_frames``, the centre window of them, or a uniformly random one with ``random`` (temporal jitter);
+    otherwise the clip cut or padded by :func:`fit_frames`.
+
+    Args:
+        frames: (c, t, h, w).
+        mask: (t,) bool, True = a real frame.
+        num_frames: frames T to keep.
+        random: draw the window's start (``torch.randint``) instead of centring it.
+
+    Returns:
+        frames (c, T, h, w) and mask (T,).
+    """
+    real = int(mask.sum())
+    if real > num_frames:
+        start = int(torch.randint(real - num_frames + 1, ())) if random else (real - num_frames) // 2
+        return frames[:, start:start + num_frames], mask[start:start + num_frames]
+    return fit_frames(frames, mask, num_frames)
 
 
 def fit_frames(frames: torch.Tensor, mask: torch.Tensor, num_frames: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -12,7 +12,7 @@ import typing
 from typing import Any
 
 from .._optional import require
-from .config import TrainConfig, field_types
+from .config import TrainConfig, field_default, field_types
 
 _SUPPRESS = argparse.SUPPRESS
 
@@ -37,7 +37,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="YAML recipe (configs/*.yaml); command-line flags override its values")
     hints = field_types()
     for f in dataclasses.fields(TrainConfig):
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        default = field_default(f)
         kwargs = _flag_kwargs(hints[f.name], default)
         # defaults are suppressed so that only flags actually given override the recipe
         parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, default=_SUPPRESS,

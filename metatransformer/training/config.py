@@ -3,6 +3,7 @@ resolved recipe is saved with every run (``RUN_DIR/config.yaml``)."""
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,9 +11,11 @@ from typing import Any, Literal, Optional
 
 import yaml
 
-from ..datasets.time_series import check_split_ratios
+from ..datasets.time_series import ETT_MONTHS, ETT_STEPS_PER_MONTH, check_split_ratios
+from ..registry import canonical_modality, get_modality
 
-SPLIT_MONTHS, STEPS_PER_MONTH = (12, 4, 4), 720  # the ETT split, the default of task forecast
+# the fields that shape forecasting windows and splits: task forecast only
+FORECAST_FIELDS = ("lookback", "horizon", "window_stride", "split_months", "steps_per_month", "split_ratios")
 
 
 def _f(default: Any, help: str, **kwargs: Any) -> Any:  # noqa: A002 - argparse's word
@@ -47,9 +50,9 @@ class TrainConfig:
     lookback: int = _f(96, "forecast: input steps L of a window")
     horizon: int = _f(96, "forecast: steps H to forecast")
     window_stride: int = _f(1, "forecast: steps between window starts")
-    split_months: list = _f(list(SPLIT_MONTHS), "forecast: train/val/test months of the series (ETT split)")
-    steps_per_month: int = _f(STEPS_PER_MONTH, "forecast: steps of a (30-day) month: 720 hourly (ETTh1), 2880 every "
-                                               "15 min (ETTm1)")
+    split_months: list = _f(list(ETT_MONTHS), "forecast: train/val/test months of the series (ETT split)")
+    steps_per_month: int = _f(ETT_STEPS_PER_MONTH, "forecast: steps of a (30-day) month: 720 hourly (ETTh1), 2880 "
+                                                   "every 15 min (ETTm1)")
     split_ratios: Optional[list] = _f(None, "forecast: train/val/test fractions of the series instead of the month "
                                             "split (Autoformer's Dataset_Custom: 0.7 0.1 0.2 for Traffic, Weather, "
                                             "Exchange)")
@@ -59,12 +62,10 @@ class TrainConfig:
     num_workers: int = _f(0, "DataLoader worker processes")
     reader_options: dict = _f({}, "per-modality keyword arguments of the modality's file reader, JSON: "
                                   "{\"hyperspectral\": {\"scale\": \"none\"}} (files already scaled)")
-    augment: bool = _f(False, "training augmentation of each modality that has one (image-like: random resized crop "
-                              "+ flip; video: the same per clip + temporal jitter; audio: SpecAugment; point "
-                              "cloud: scale + translate; hyperspectral: flips + 90° turns; series: jitter + "
-                              "scaling)")
-    augment_options: dict = _f({}, "per-modality keyword arguments of the modality's augmentation, JSON: "
-                                   "{\"point_cloud\": {\"jitter\": 0.01, \"rotate\": true}}")
+    augment: bool = _f(False, "augment the training items with each modality's registered training augmentation "
+                              "(ModalitySpec.augment; the README lists them); validation items are never augmented")
+    augment_options: dict = _f({}, "per-modality keyword arguments of the modality's augmentation (with --augment), "
+                                   "JSON: {\"point_cloud\": {\"jitter\": 0.01, \"rotate\": true}}")
     mixup: float = _f(0.0, "classification: mixup α of training batches (λ ~ Beta(α, α), timm's Mixup; DeiT: 0.8); "
                            "targets become soft (label smoothing included), validation stays unmixed")
     cutmix: float = _f(0.0, "classification: cutmix α of image-like batches (DeiT: 1.0); other modalities that mix "
@@ -143,11 +144,25 @@ class TrainConfig:
         if self.task == "segmentation" and self.augment:
             raise ValueError("task segmentation has no training augmentation yet: the registered point augmentation "
                              "resamples clouds without their per-point labels; drop --augment")
+        if self.task != "forecast":
+            given = [f"--{f.name.replace('_', '-')}" for f in dataclasses.fields(self)
+                     if f.name in FORECAST_FIELDS and getattr(self, f.name) != field_default(f)]
+            if given:
+                raise ValueError(f"{', '.join(given)} shape forecasting windows and splits: they apply to task "
+                                 f"forecast, not {self.task}")
         if self.split_ratios is not None:
             self.split_ratios = list(check_split_ratios(self.split_ratios))
-            if [float(m) for m in self.split_months] != list(SPLIT_MONTHS) or self.steps_per_month != STEPS_PER_MONTH:
+            if [float(m) for m in self.split_months] != list(ETT_MONTHS) or self.steps_per_month != ETT_STEPS_PER_MONTH:
                 raise ValueError("--split-ratios replaces the month split: leave --split-months and --steps-per-month "
                                  "at their defaults")
+        # the run looks options up by canonical modality names: an alias key would be silently unused
+        self.reader_options = _by_modality("--reader-options", self.reader_options)
+        self.tokenizer_options = _by_modality("--tokenizer-options", self.tokenizer_options)
+        self.augment_options = _by_modality("--augment-options", self.augment_options)
+        if self.augment_options and not self.augment:
+            raise ValueError("--augment-options configure the training augmentation, which is off: set --augment")
+        for modality, options in self.augment_options.items():
+            _check_augment_options(modality, options)
         if self.accumulate < 1:
             raise ValueError(f"accumulate must be >= 1, got {self.accumulate}")
         if min(self.mixup, self.cutmix) < 0 or not 0 <= self.mixup_prob <= 1 or not 0 <= self.mixup_switch_prob <= 1:
@@ -196,5 +211,48 @@ class TrainConfig:
         return path
 
 
+def _by_modality(flag: str, options: Any) -> dict[str, dict[str, Any]]:
+    """Per-modality ``options`` keyed by canonical modality names (``{"rgb": ...}`` → ``{"image": ...}``).
+
+    Raises:
+        ValueError: not a mapping of mappings, an unknown modality, or two keys naming one modality.
+    """
+    if not isinstance(options, dict):
+        raise ValueError(f"{flag} maps modality names to options, got {options!r}")
+    canonical: dict[str, dict[str, Any]] = {}
+    for name, value in options.items():
+        try:
+            modality = canonical_modality(name)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{flag}: {err}") from None
+        if not isinstance(value, dict):
+            raise ValueError(f"{flag}: the options of {name!r} must be a mapping of keyword arguments, got {value!r}")
+        if modality in canonical:
+            raise ValueError(f"{flag}: two keys name modality {modality!r}; give its options once")
+        canonical[modality] = value
+    return canonical
+
+
+def _check_augment_options(modality: str, options: dict[str, Any]) -> None:
+    """Refuse options that ``modality``'s augmentation does not take (its keyword-only parameters), so that a
+    misspelling fails here rather than as a TypeError at the first training item."""
+    augment = get_modality(modality).augment
+    if augment is None:
+        raise ValueError(f"--augment-options: modality {modality!r} has no training augmentation")
+    parameters = list(inspect.signature(augment).parameters.values())[1:]  # after the tokenizer
+    if any(p.kind is p.VAR_KEYWORD for p in parameters):
+        return
+    accepted = [p.name for p in parameters if p.kind is p.KEYWORD_ONLY]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ValueError(f"--augment-options: the {modality} augmentation has no option(s) {unknown}; it takes "
+                         f"{', '.join(accepted) or 'none'}")
+
+
 def field_types() -> dict[str, Any]:
     return typing.get_type_hints(TrainConfig)
+
+
+def field_default(f: dataclasses.Field) -> Any:
+    """The default value of a :class:`TrainConfig` field (a fresh one for list and dict fields)."""
+    return f.default if f.default is not dataclasses.MISSING else f.default_factory()

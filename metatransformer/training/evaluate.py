@@ -107,7 +107,7 @@ def predict(model: MetaTransformer, dataset: ItemDataset, *, batch_size: int = 3
 
 class ViewDataset(Dataset):
     """Records of one modality's files → (their test-time views, target), through the modality's registered
-    ``views`` (e.g. video: clips spaced over the file × crops).
+    ``views`` (e.g. clips spaced over the file × crops).
 
     Args:
         records: the samples (files, all of one modality).
@@ -138,9 +138,10 @@ class ViewDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[list[Any], torch.Tensor]:
         if self._views is None:
             self._views = self.spec.views(self.tokenizer, **self.options)
-        views = self._views(Path(self.records[index].source))
+        source = self.records[index].source
+        views = self._views(Path(source))
         if len(views) != self.count:
-            raise ValueError(f"{self.modality} views gave {len(views)} items, expected {self.count}")
+            raise ValueError(f"{source}: the {self.modality} views gave {len(views)} items, expected {self.count}")
         return views, self.targets[index]
 
     def collate(self, samples: Sequence[tuple[list[Any], torch.Tensor]]) -> tuple[Any, torch.Tensor]:
@@ -283,12 +284,23 @@ def evaluate_run(run_dir: str | Path, *, data: Sequence[str] | None = None, spli
             (retrieval in both directions; ``split`` does not apply).
         checkpoint: ``final`` (RUN_DIR/model), ``best``, ``last`` or a .ckpt path.
         output: report folder (default RUN_DIR/eval-SPLIT).
-        temporal_views: views of each file along time, combined with ``spatial_views`` in space (video: the
-            UCF101 / Kinetics protocol, e.g. 10 clips × 3 crops; see :func:`average_views`); 1 × 1: one view.
+        batch_size: samples per batch (default: the run's).
+        device: where the model runs.
+        temporal_views: views of each file along time (>= 1), combined with ``spatial_views`` (>= 1) in space
+            by the modality's registered ``views`` (e.g. clips × crops, the UCF101 / Kinetics protocol of
+            10 × 3) and averaged by :func:`average_views`; 1 × 1: the single view.
+        spatial_views: views of each file in space.
 
     Returns:
         the results (also written as results.json and results.md).
+
+    Raises:
+        ValueError: fewer than one temporal or spatial view, views for a task that has none, or no records in
+            ``split``.
     """
+    if temporal_views < 1 or spatial_views < 1:
+        raise ValueError(f"--temporal-views and --spatial-views must be >= 1 (1 × 1: one view), got {temporal_views} "
+                         f"and {spatial_views}")
     run_dir = Path(run_dir)
     config = TrainConfig.from_yaml(run_dir / "config.yaml")
     info = json.loads((run_dir / RUN_INFO).read_text())
@@ -342,7 +354,7 @@ def evaluate_run(run_dir: str | Path, *, data: Sequence[str] | None = None, spli
     curves = plot_curves(run_dir, out / "curves.png")
     results["curves_png"] = str(curves) if curves else None
     (out / "results.json").write_text(json.dumps(results, indent=2, default=_json_default) + "\n")
-    (out / "results.md").write_text(_markdown(results), encoding="utf-8")  # names need not be ASCII (weather.csv)
+    (out / "results.md").write_text(_markdown(results), encoding="utf-8")  # class and channel names need not be ASCII
     results["output"] = str(out)
     return results
 

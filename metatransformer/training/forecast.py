@@ -21,7 +21,15 @@ from typing import Any, Sequence
 import torch
 from torch.utils.data import Dataset
 
-from ..datasets.time_series import TIME_COLUMNS, ForecastWindows, ett_splits, ratio_splits, read_time_series
+from ..datasets.time_series import (
+    ETT_MONTHS,
+    ETT_STEPS_PER_MONTH,
+    TIME_COLUMNS,
+    ForecastWindows,
+    ett_splits,
+    ratio_splits,
+    read_time_series,
+)
 from ..registry import canonical_modality
 from .records import SPLITS, Record
 
@@ -53,7 +61,7 @@ def channel_names(path: str | os.PathLike, count: int) -> list[str]:
 
 
 def records_from_series(path: str | os.PathLike, *, lookback: int, horizon: int, stride: int = 1,
-                        steps_per_month: int = 30 * 24, months: Sequence[int] = (12, 4, 4),
+                        steps_per_month: int = ETT_STEPS_PER_MONTH, months: Sequence[int] = ETT_MONTHS,
                         ratios: Sequence[float] | None = None, modality: str | None = None) -> list[Record]:
     """One record per forecasting window of the series in ``path``, split train/val/test by :func:`ett_splits`
     (``months``), or by :func:`ratio_splits` when ``ratios`` are given, standardised with the training part's
@@ -61,9 +69,12 @@ def records_from_series(path: str | os.PathLike, *, lookback: int, horizon: int,
     if len(months) != 3:
         raise ValueError(f"split_months must be 3 numbers (train, val, test months), got {list(months)}")
     series = read_time_series(path)
-    splits = ratio_splits(series, lookback=lookback, horizon=horizon, ratios=ratios) if ratios is not None else \
-        ett_splits(series, lookback=lookback, horizon=horizon, steps_per_month=steps_per_month,
-                   months=tuple(int(m) for m in months))
+    try:
+        splits = ratio_splits(series, lookback=lookback, horizon=horizon, ratios=ratios) if ratios is not None else \
+            ett_splits(series, lookback=lookback, horizon=horizon, steps_per_month=steps_per_month,
+                       months=tuple(int(m) for m in months))
+    except ValueError as err:  # the split's messages count steps, not files: say which series is too short
+        raise ValueError(f"{path}: {err}") from err
     names = tuple(channel_names(path, series.shape[1]))
     name = canonical_modality(modality or "time_series")
     records = []

@@ -50,20 +50,23 @@ class BatchMixer:
 
     def __init__(self, kind: str, num_classes: int, *, mixup: float, cutmix: float = 0.0, prob: float = 1.0,
                  switch_prob: float = 0.5, label_smoothing: float = 0.0) -> None:
-        self.cutmix = kind == "cutmix"
-        self.mixer = _Mixup(mixup_alpha=mixup, cutmix_alpha=cutmix if self.cutmix else 0.0, prob=prob,
+        self.boxes = kind == "cutmix"  # this kind of batch takes cutmix boxes
+        self.mixer = _Mixup(mixup_alpha=mixup, cutmix_alpha=cutmix if self.boxes else 0.0, prob=prob,
                             switch_prob=switch_prob, mode="batch", label_smoothing=label_smoothing,
                             num_classes=num_classes)
 
     def __call__(self, batch: Any, target: torch.Tensor) -> tuple[Any, torch.Tensor]:
         values, mask = batch if isinstance(batch, tuple) else (batch, None)
         shape = values.shape
-        flat = values.reshape(shape[0], -1, *shape[-2:]) if self.cutmix else values  # b (c t) h w for clips
+        flat = values.reshape(shape[0], -1, *shape[-2:]) if self.boxes else values  # b (c t) h w for clips
         mixed, soft = self.mixer(flat, target)
         values = mixed.reshape(shape)
         if mask is None:
             return values, soft
-        return type(batch)(values, mask | mask.flip(0) if self.mixer.lam < 1 else mask), soft
+        mask = mask | mask.flip(0) if self.mixer.lam < 1 else mask
+        if hasattr(batch, "_replace"):  # a named pair (Padded, VideoClip...) keeps its type, whatever its field names
+            return batch._replace(**dict(zip(batch._fields, (values, mask)))), soft
+        return (values, mask), soft
 
 
 def batch_mixers(config: TrainConfig, num_classes: int, modalities: Sequence[str]) -> dict[str, BatchMixer]:

@@ -8,8 +8,9 @@ sees before its last linear layer (:meth:`~metatransformer.heads.Head.forward_fe
 then pooling — for ``pool: cls`` the cls token after that norm —, then the hidden layer of an MLP head),
 L2-normalised. Queries are ranked against the gallery by cosine distance and scored by
 :func:`~metatransformer.metrics.reid_scores` (Rank-k, mAP, mINP) in both directions, query → gallery and
-gallery → query, as cross-modality re-ID reports them (RegDB: visible → thermal and thermal → visible); every
-gallery item is ranked (no same-camera filtering: the two sides come from different cameras).
+gallery → query, as cross-modality re-ID reports them (query and gallery are the two sensors, or modalities,
+each ranked against the other); every gallery item is ranked (no same-camera filtering: the query and gallery
+sides are taken to come from different cameras).
 """
 from __future__ import annotations
 
@@ -50,7 +51,15 @@ class RetrievalDataset(ItemDataset):
     """Query and gallery records of one modality → (item, (identity, role, index)) with targets (3,) int64:
     the identity's index among the held-out ``identities``, the role (0 query, 1 gallery), and ``offset`` + the
     record's position, unique over a run's retrieval sets (the repeats a distributed sampler adds are dropped
-    by it)."""
+    by it).
+
+    Args:
+        records: query and gallery records of one modality (split ``query`` or ``gallery``).
+        tokenizer: the model's tokenizer for that modality (items are fitted to it, never augmented).
+        identities: the label encoder of the held-out identities (of every retrieval set of the run).
+        offset: the index of the first record, so that indices are unique over the run's retrieval sets.
+        reader_options: keyword arguments of the modality's reader.
+    """
 
     def __init__(self, records: Sequence[Record], tokenizer: torch.nn.Module, identities: LabelEncoder, *,
                  offset: int = 0, reader_options: dict[str, Any] | None = None) -> None:
@@ -143,7 +152,18 @@ class RetrievalMetric(torchmetrics.Metric):
 @torch.inference_mode()
 def evaluate_retrieval(model: MetaTransformer, config: TrainConfig, records: Sequence[Record], *, batch_size: int,
                        device: str = "cpu") -> dict[str, dict[str, float]]:
-    """Scores of both directions over the query and gallery ``records`` (see :func:`retrieval_scores`)."""
+    """Scores of both directions over the query and gallery ``records`` (see :func:`retrieval_scores`).
+
+    Args:
+        model: a trained re-identification model (one head per modality).
+        config: the run's recipe (its reader options).
+        records: the query and gallery records, of any of the model's modalities.
+        batch_size: items per forward pass.
+        device: where the model runs.
+
+    Returns:
+        {direction: {"queries", "gallery", "rank1", "rank5", "rank10", "rank20", "mAP", "mINP"}}.
+    """
     model.eval().to(device)
     embeddings, targets = [], []
     for modality, dataset in retrieval_sets(config, records, model).items():

@@ -96,7 +96,7 @@ def test_video_crop_is_shared_by_the_frames_and_the_window_is_consecutive():
         starts.add(int(index[0]))
     assert starts == set(range(7))  # every window of 4 out of 10
     frames, _ = evaluate(VideoClip((still * 0 + levels).contiguous(), torch.ones(10, dtype=torch.bool)))
-    assert (frames.mean((0, 2, 3)) * 10).round().long().tolist() == [0, 1, 2, 3]  # evaluation: the first window
+    assert (frames.mean((0, 2, 3)) * 10).round().long().tolist() == [3, 4, 5, 6]  # evaluation: the centre window
     padded = VideoClip(still.contiguous(), torch.arange(10) < 3)  # 3 real frames: no window to choose
     assert augment(padded).mask.tolist() == [True, True, True, False]
 

@@ -216,7 +216,7 @@ def test_transform_and_collate_keep_the_mask(tmp_path):
 
 @pytest.mark.parametrize("height, width", [(32, 40), (48, 32), (24, 24)])
 def test_spatial_views_are_the_centre_crop_and_the_two_ends_of_the_long_side(height, width):
-    clip = video_module.VideoClip(torch.rand(3, 5, height, width), torch.ones(5, dtype=torch.bool))
+    clip = video_module.VideoClip(torch.rand(3, 6, height, width), torch.ones(6, dtype=torch.bool))
     stats = {"mean": (0.5,) * 3, "std": (0.25,) * 3}
     (centre,) = video_module.spatial_views(16, 1, num_frames=4, **stats)(clip)
     single = video_transform(16, num_frames=4, **stats)(clip)
@@ -225,12 +225,33 @@ def test_spatial_views_are_the_centre_crop_and_the_two_ends_of_the_long_side(hei
     assert torch.equal(views[1].frames, single.frames)
     from torchvision.transforms import v2
 
-    resized = (v2.Resize(16, antialias=True)(clip.frames[:, :4].transpose(0, 1)).transpose(0, 1) - 0.5) / 0.25
+    centre = clip.frames[:, 1:5]  # the centre 4 of 6 frames
+    resized = (v2.Resize(16, antialias=True)(centre.transpose(0, 1)).transpose(0, 1) - 0.5) / 0.25
     torch.testing.assert_close(views[0].frames, resized[..., :16, :16])  # top / left end
     torch.testing.assert_close(views[2].frames, resized[..., -16:, -16:])  # bottom / right end
     assert height == width or not torch.equal(views[0].frames, views[2].frames)
     with pytest.raises(ValueError, match="1 \\(centre\\) or 3"):
         video_module.spatial_views(16, 2)
+
+
+def test_evaluation_keeps_the_centre_window_of_a_longer_clip(tmp_path):
+    """A clip read longer than the tokenizer takes is evaluated on its centre frames: the clip read at the centre
+    window's start (an independent read) gives the same frames and mask."""
+    path = write_video(tmp_path / "clip.mp4", moving_square(40), fps=25)
+    stats = {"mean": (0.5,) * 3, "std": (0.25,) * 3}
+    transform = video_transform(16, num_frames=4, **stats)
+    long = read_video(path, num_frames=10, stride=2, backend="pyav")  # frames 0, 2, ..., 18
+    centre = read_video(path, num_frames=4, stride=2, start=6 / 25, backend="pyav")  # window 3..6: frames 6 ... 12
+    expected = transform(centre)
+    for fitted in (transform(long), video_module.spatial_views(16, 1, num_frames=4, **stats)(long)[0]):
+        torch.testing.assert_close(fitted.frames, expected.frames)
+        assert torch.equal(fitted.mask, expected.mask) and fitted.mask.all()
+    padded = read_video(path, num_frames=10, stride=7, backend="pyav")  # 6 real frames (0 ... 35), 4 of padding
+    assert padded.mask.tolist() == [True] * 6 + [False] * 4
+    fitted = transform(padded)  # the centre of the real frames: 7 ... 28
+    torch.testing.assert_close(fitted.frames, transform(read_video(path, num_frames=4, stride=7, start=7 / 25,
+                                                                   backend="pyav")).frames)
+    assert fitted.mask.all()
 
 
 def test_clip_starts_space_strided_clips_over_the_video(tmp_path):

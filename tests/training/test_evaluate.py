@@ -58,8 +58,9 @@ def test_multilabel_from_in_memory_tensors(tmp_path):
 
 
 # ------------------------------------------------------------------------------- multi-view testing (video)
+# the reader reads 8 frames every 3 (room for training's temporal jitter), the tokenizer takes 4
 VIDEO = {"tokenizer_options": {"video": {"num_frames": 4, "img_size": 16, "patch_size": 8}},
-         "reader_options": {"video": {"num_frames": 4, "stride": 3}}}
+         "reader_options": {"video": {"num_frames": 8, "stride": 3}}}
 
 
 @pytest.fixture(scope="module")
@@ -91,9 +92,19 @@ def _val(run_dir):
 
 
 def test_one_by_one_views_are_the_single_view(video_run):
+    """One clip: the centre window of the default read (frames 0, 3, ..., 21: the centre 4 are frames 6 ... 15),
+    which is the clip read at that window's start."""
+    from metatransformer.data2seq import get_modality
+    from metatransformer.datasets import read_video
+
     config, model, records, labels = _val(video_run)
     tokenizer = model.tokenizer("video")
-    single, targets = predict(model, make_dataset(config, records, tokenizer, labels))
+    dataset = make_dataset(config, records, tokenizer, labels)
+    fit = get_modality("video").transform(tokenizer)
+    for i, record in enumerate(records):
+        centre = fit(read_video(record.source, num_frames=4, stride=3, start=6 / 25))
+        torch.testing.assert_close(dataset[i][0].frames, centre.frames)
+    single, targets = predict(model, dataset)
     views = ViewDataset(records, tokenizer, labels, temporal=1, spatial=1, reader_options=config.reader_options["video"])
     combined, same = predict_views(model, views, task="classification")
     torch.testing.assert_close(combined.softmax(-1), single.softmax(-1))
@@ -114,7 +125,8 @@ def test_temporal_views_average_the_softmax_of_clips_read_at_their_starts(video_
     combined, _ = predict_views(model, views, task="classification", batch_size=4)  # one sample a batch
     fit = get_modality("video").transform(tokenizer)
     for record, prediction in zip(records, combined):
-        # clips of (4 - 1) · 3 + 1 = 10 frames in 30: starts at frames 0, 10, 20 (25 fps)
+        # clips of the tokenizer's 4 frames, (4 - 1) · 3 + 1 = 10 frames long, in 30: starts at frames 0, 10, 20
+        # (25 fps), each read at 4 frames (not the reader's 8, whose centre window would start 6 frames later)
         clips = [fit(read_video(record.source, num_frames=4, stride=3, start=start)) for start in (0.0, 0.4, 0.8)]
         batch = get_modality("video").collate(clips)
         with torch.inference_mode():
@@ -142,3 +154,23 @@ def test_views_need_a_modality_that_has_them(tmp_path):
     records = records_from_tensors(torch.rand(4, 3, 16, 16), ["a", "b"] * 2, modality="image")
     with pytest.raises(ValueError, match="no test-time views"):
         ViewDataset(records, None, None, temporal=2, spatial=1)
+
+
+@pytest.mark.parametrize("temporal, spatial", [(0, 1), (1, 0), (-2, 3)])
+def test_fewer_than_one_view_is_refused(tmp_path, temporal, spatial):
+    with pytest.raises(ValueError, match=rf"--temporal-views and --spatial-views must be >= 1 .* got {temporal} "
+                                         rf"and {spatial}"):
+        evaluate_run(tmp_path, temporal_views=temporal, spatial_views=spatial)
+
+
+def test_a_wrong_view_count_names_the_file(tmp_path):
+    from metatransformer.data2seq import create_tokenizer
+    from metatransformer.training.data import LabelEncoder, Record
+
+    tokenizer = create_tokenizer("video", 8, img_size=16, patch_size=8, num_frames=4)
+    records = [Record(str(tmp_path / "clip.mp4"), "a", "video", "test")]
+    views = ViewDataset(records, tokenizer, LabelEncoder.fit("classification", ["a"]), temporal=1, spatial=3)
+    views._views = lambda path: ["one view"]  # a views hook that gives fewer views than asked
+    with pytest.raises(ValueError, match=rf"{tmp_path / 'clip.mp4'}: the video views gave 1 items, expected 3"):
+        views[0]
+

@@ -61,6 +61,18 @@ def test_padded_batches_take_plain_mixup_and_a_joint_mask():
     assert torch.equal(soft, torch.nn.functional.one_hot(TARGET, 3).float())
 
 
+def test_a_plain_values_mask_pair_is_mixed_as_a_named_one():
+    """ModalitySpec.mixing allows a plain (values, mask) tuple as the batch: it comes back as one."""
+    values = torch.rand(6, 10, 5)
+    mask = torch.arange(10) < torch.tensor([[3], [10], [5], [7], [10], [2]])
+    np.random.seed(1)
+    named, named_soft = BatchMixer("mixup", 3, mixup=0.8)(Padded(values.clone(), mask), TARGET)
+    np.random.seed(1)
+    plain, soft = BatchMixer("mixup", 3, mixup=0.8)((values.clone(), mask), TARGET)
+    assert type(plain) is tuple and len(plain) == 2 and torch.equal(soft, named_soft)
+    assert torch.equal(plain[0], named.values) and torch.equal(plain[1], named.mask)
+
+
 def test_classification_loss_takes_soft_targets():
     head = create_head("classification", dim=8, num_classes=3, label_smoothing=0.1)
     logits = torch.randn(6, 3)

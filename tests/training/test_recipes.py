@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import re
 from pathlib import Path
 from typing import Sequence
 
@@ -428,7 +429,13 @@ def test_converters_keep_the_published_splits_and_labels(tmp_path):
     assert {(r["split"], r["modality"]) for r in rows} == {("train", "image"), ("train", "infrared"),
                                                            ("query", "image"), ("gallery", "infrared")}
     assert [r["split"] for r in rows].count("query") == [r["split"] for r in rows].count("gallery") == 4
-    assert {r["label"] for r in rows if r["split"] == "gallery"} == {"0", "1"}  # as published: from 0 per split
+    identities = {split: {r["label"] for r in rows if r["split"] == split} for split in ("train", "query", "gallery")}
+    assert identities == {"train": {"0", "1"}, "query": {"2", "3"}, "gallery": {"2", "3"}}  # the person folders
+    assert not identities["train"] & identities["gallery"]  # the published labels restart at 0 in each list
+    listed = tmp_path / "regdb" / "idx" / "test_thermal_1.txt"
+    listed.write_text(listed.read_text().replace(" 1\n", " 0\n"))  # person 3's images labelled as person 2's
+    with pytest.raises(ValueError, match="label 0 is given to person folders 2 and 3"):
+        convert.regdb_rows(tmp_path / "regdb", 1)
     with pytest.raises(SystemExit):
         convert.main(["regdb", "--root", str(tmp_path / "regdb"), "--trial", "11", "-o", str(tmp_path / "r.csv")])
 
@@ -588,6 +595,17 @@ def test_ratio_split_records_and_options(tmp_path):
     for months in ({"split_months": [10, 2, 2]}, {"steps_per_month": 24}):
         with pytest.raises(ValueError, match="replaces the month split"):
             TrainConfig(task="forecast", split_ratios=[0.7, 0.1, 0.2], **months)
+
+
+def test_a_series_too_short_for_its_split_is_named(tmp_path):
+    """The split's errors count steps; the records' error names the file they came from."""
+    from metatransformer.training.forecast import records_from_series
+
+    path = etth1_layout(tmp_path, rows=60)
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(path))}: the split needs 120 steps"):
+        records_from_series(path, lookback=8, horizon=4, steps_per_month=6)
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(path))}: the val part has 6 steps, too few"):
+        records_from_series(path, lookback=8, horizon=8, ratios=[0.7, 0.1, 0.2])
 
 
 def test_s3dis_converter_blocks_labels_and_splits(tmp_path, capsys):

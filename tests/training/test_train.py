@@ -142,6 +142,54 @@ def test_unfreeze_last_and_full_trainable_sets():
         TrainConfig(linear_probe=True, finetune="full")
 
 
+def test_per_modality_options_are_keyed_by_canonical_modality_names(image_dir):
+    """Option keys may be aliases (the run looks options up by canonical names, so an alias key used to be
+    silently unused): they reach the modality's dataset."""
+    from metatransformer.training.api import make_dataset
+    from metatransformer.training.data import load_records
+
+    config = TrainConfig(augment=True, augment_options={"RGB": {"scale": [0.2, 0.5]}},
+                         reader_options={"vision": {"channels": 3}},
+                         tokenizer_options={"rgb": {"img_size": 16, "patch_size": 8}, "Points": {"num_points": 64}})
+    assert config.augment_options == {"image": {"scale": [0.2, 0.5]}}
+    assert config.reader_options == {"image": {"channels": 3}}
+    assert config.tokenizer_options == {"image": {"img_size": 16, "patch_size": 8}, "point_cloud": {"num_points": 64}}
+    records = load_records(image_dir)[:2]
+    labels = LabelEncoder.fit("classification", [r.label for r in records])
+    model, _ = build_model(dataclasses.replace(config, preset="nano"), labels, ["image"])
+    assert model.tokenizer("image").img_size == 16
+    dataset = make_dataset(config, records, model.tokenizer("image"), labels, augment=True)
+    assert dataset.augment_options == {"scale": [0.2, 0.5]} and dataset.reader_options == {"channels": 3}
+    with pytest.raises(ValueError, match="two keys name modality 'image'"):
+        TrainConfig(tokenizer_options={"rgb": {}, "image": {}})
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"reader_options": {"smell": {}}}, r"--reader-options: unknown modality 'smell'"),
+    ({"tokenizer_options": {"image": 16}}, r"--tokenizer-options: the options of 'image' must be a mapping"),
+    ({"augment_options": {"image": {"scale": [0.2, 0.5]}}}, "set --augment"),
+    ({"augment": True, "augment_options": {"point_cloud": {"jiter": 0.01}}},
+     r"the point_cloud augmentation has no option\(s\) \['jiter'\]; it takes scale, translate, jitter"),
+    ({"augment": True, "augment_options": {"text": {}}}, "modality 'text' has no training augmentation"),
+    ({"lookback": 48}, "--lookback shape forecasting windows and splits: they apply to task forecast, not "
+                       "classification"),
+    ({"task": "regression", "split_ratios": [0.7, 0.1, 0.2], "split_months": [10, 2, 2]},
+     "--split-months, --split-ratios shape forecasting"),
+])
+def test_recipe_option_checks(options, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**options)
+
+
+def test_an_augmentation_with_variable_keywords_takes_any_option(monkeypatch):
+    from metatransformer.registry import MODALITIES, get_modality
+
+    spec = dataclasses.replace(get_modality("image"), augment=lambda tokenizer, **options: None)
+    monkeypatch.setitem(MODALITIES._entries, "image", spec)
+    assert TrainConfig(augment=True, augment_options={"image": {"anything": 1}}).augment_options == \
+        {"image": {"anything": 1}}
+
+
 def test_bf16_autocast_and_gradient_accumulation(image_dir, tmp_path, capsys):
     result = train({**TINY, "data": [str(image_dir)], "epochs": 1, "precision": "bf16-mixed", "accumulate": 2,
                     "run_dir": str(tmp_path)})
