@@ -57,3 +57,24 @@ def test_readme_python_examples_run(tmp_path, monkeypatch, local_hub):  # noqa: 
     assert namespace["fused"].pooled.shape == (2, 768)
     model = namespace["model"]
     assert model.config.tokenizers["image"].options["pre_norm"]  # the CLIP stem, not a random one
+
+
+def test_readme_training_commands_are_accepted_by_the_cli(monkeypatch):
+    """Every literal `metatransformer` command of the README's training section parses, and each `train`
+    command resolves to a valid recipe (flags checked, YAML recipes loaded, options validated)."""
+    import shlex
+
+    from metatransformer.cli import build_parser
+    from metatransformer.training.commands import config_from_args
+
+    section = README.read_text().split("## Training", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```bash\n(.*?)```", section, flags=re.S).group(1)
+    lines = [line.split("  #")[0].strip() for line in block.splitlines() if line.startswith("metatransformer ")]
+    assert len(lines) >= 10
+    monkeypatch.chdir(README.parent)  # recipes are named relative to the checkout
+    parser = build_parser()
+    for line in lines:
+        args = parser.parse_args(shlex.split(line)[1:])
+        if args.command == "train":
+            config = config_from_args(args)
+            assert config.run_dir, line
