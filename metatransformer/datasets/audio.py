@@ -130,10 +130,10 @@ def fbank_transform(
 
     The clip mean is subtracted, :func:`fbank` computed, frames padded or cropped to ``target_length``
     (AST: 1024 for 10 s AudioSet clips, 128 for 1 s Speech Commands), normalised as
-    ``(fbank - mean) / (2 * std)`` (AudioSet statistics by default) and, for training, SpecAugment
-    masks applied (torchaudio's ``FrequencyMasking`` / ``TimeMasking``, widths up to ``freq_mask`` /
-    ``time_mask``; AST uses 48 / 192 on AudioSet). The masks zero normalised values, i.e. set them to
-    the dataset mean (SpecAugment's mean value).
+    ``(fbank - mean) / (2 * std)`` (AudioSet statistics by default). For training, SpecAugment masks come
+    first (torchaudio's ``FrequencyMasking`` / ``TimeMasking``, widths up to ``freq_mask`` / ``time_mask``;
+    AST uses 48 / 192 on AudioSet): as in AST's data loader they zero the raw filterbank, before the
+    normalisation, like its zero padding.
 
     Args:
         target_length: frames to pad/crop to, or None to keep each clip's own count (at least ``min_frames``).
@@ -154,12 +154,12 @@ def fbank_transform(
             waveform = torch.nn.functional.pad(waveform, (0, window - waveform.shape[0]))
         feats = fbank(waveform - waveform.mean(), sample_rate, num_mel_bins=num_mel_bins)  # frames mel
         padded = fit_length(feats, target_length or max(feats.shape[0], min_frames))
-        values = (padded.values - mean) / (2 * std)
+        values = padded.values
         if masks:
             spec = values.T.unsqueeze(0)  # 1 mel frames, the layout torchaudio's masks expect
             for mask in masks:
                 spec = mask(spec)
             values = spec[0].T
-        return Padded(values, padded.mask)
+        return Padded((values - mean) / (2 * std), padded.mask)
 
     return apply

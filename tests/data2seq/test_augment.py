@@ -102,6 +102,8 @@ def test_video_crop_is_shared_by_the_frames_and_the_window_is_consecutive():
 
 
 def test_specaugment_is_torchaudio_masking_at_ast_settings_scaled():
+    """AST's data loader: kaldi fbank of the mean-removed clip, zero-padded to the target length, SpecAugment
+    masks on the raw filterbank, then (fbank - mean) / (2 std)."""
     import torchaudio
 
     tokenizer = create_tokenizer("audio", DIM, target_length=128)
@@ -109,23 +111,28 @@ def test_specaugment_is_torchaudio_masking_at_ast_settings_scaled():
     wave = read_item("audio")
     torch.manual_seed(3)
     augmented = spec.augment(tokenizer)(wave)
+    raw = torchaudio.compliance.kaldi.fbank((wave - wave.mean()).reshape(1, -1), htk_compat=True,
+                                            sample_frequency=16000, use_energy=False, window_type="hanning",
+                                            num_mel_bins=128, dither=0.0, frame_shift=10)
+    raw = torch.nn.functional.pad(raw, (0, 0, 0, max(0, 128 - len(raw))))[:128]
     torch.manual_seed(3)
-    reference = spec.transform(tokenizer)(wave).values.T.unsqueeze(0)  # 1 mel frames
-    reference = torchaudio.transforms.FrequencyMasking(48)(reference)
-    reference = torchaudio.transforms.TimeMasking(192, p=192 / 1024)(reference)
-    torch.testing.assert_close(augmented.values, reference[0].T, rtol=0, atol=0)
+    reference = torchaudio.transforms.FrequencyMasking(48)(raw.T.unsqueeze(0))  # 1 mel frames
+    reference = torchaudio.transforms.TimeMasking(192, p=192 / 1024)(reference)[0].T
+    reference = (reference - tokenizer.mean) / (2 * tokenizer.std)
+    torch.testing.assert_close(augmented.values, reference, rtol=1e-5, atol=1e-5)
+    masked = -tokenizer.mean / (2 * tokenizer.std)  # a zeroed raw bin, normalised
     for seed in range(20):
         torch.manual_seed(seed)
-        values = spec.augment(tokenizer)(wave).values  # frames mel
-        masked_bins = (values == 0).all(0).nonzero().flatten()
-        masked_frames = (values == 0).all(1).nonzero().flatten()
+        item = spec.augment(tokenizer)(wave)
+        hit = ((item.values - masked).abs() < 1e-6)[item.mask]  # real frames (padding is zeroed too)
+        masked_bins, masked_frames = hit.all(0).nonzero().flatten(), hit.all(1).nonzero().flatten()
         assert len(masked_bins) < 48 and len(masked_frames) <= int(128 * 192 / 1024)  # at most F, p·T wide
         for band in (masked_bins, masked_frames):  # one contiguous band each
             assert len(band) == 0 or band[-1] - band[0] == len(band) - 1
     small = create_tokenizer("audio", DIM, num_mel_bins=64, target_length=128)
     torch.manual_seed(0)
-    values = spec.augment(small, time_mask=0)(wave).values
-    assert (values == 0).all(0).sum() < 24  # 48 · 64/128
+    item = spec.augment(small, time_mask=0)(wave)
+    assert ((item.values - masked).abs() < 1e-6)[item.mask].all(0).sum() < 24  # 48 · 64/128
 
 
 def test_point_scale_and_translate_within_point_mae_bounds():
