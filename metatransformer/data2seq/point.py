@@ -23,7 +23,7 @@ from ..registry import register_modality
 from .base import ClsToken, TokenSequence, Tokenizer
 
 __all__ = ["MiniPointNet", "PointCloudTokenizer", "PointGroups", "farthest_point_sample", "gather_points",
-           "group_points", "knn", "point_cloud_augment", "point_cloud_transform"]
+           "group_points", "knn", "perturb_points", "point_cloud_augment", "point_cloud_transform"]
 
 # Shape legend: b batch, n points, m query points / centres, k neighbours, c channels, d width.
 
@@ -161,6 +161,52 @@ def point_cloud_transform(tokenizer: PointCloudTokenizer) -> Callable[[torch.Ten
     return apply
 
 
+def perturb_points(
+        points: torch.Tensor,
+        *,
+        scale: tuple[float, float] = (2 / 3, 3 / 2),
+        translate: float = 0.2,
+        jitter: float = 0.0,
+        jitter_clip: float = 0.05,
+        rotate: bool = False,
+        up_axis: int = 1,
+) -> torch.Tensor:
+    """A random rigid-ish perturbation of a cloud's xyz (the first 3 columns of (n, 3 + c)); the other columns
+    (normals, colours, per-point labels) and the point order are kept, so per-point targets stay aligned.
+
+    Defaults: Point-MAE's ModelNet40 fine-tuning (``PointcloudScaleAndTranslate``: scale U(2/3, 3/2) and
+    translation U(-0.2, 0.2) per axis). PointNet's ``provider.py`` gives the optional ones: rotation by
+    U(0, 2π) about y (ModelNet's up axis) and jitter N(0, 0.01²) clipped to ±0.05 (``jitter=0.01``).
+
+    Args:
+        points: (n, 3 + c).
+        scale: per-axis scale range.
+        translate: per-axis translation range ±``translate``.
+        jitter: standard deviation of per-point Gaussian noise (0: none).
+        jitter_clip: the noise is clipped to ±``jitter_clip``.
+        rotate: rotate about ``up_axis`` by a uniform angle.
+        up_axis: 0, 1 or 2 (x, y, z).
+
+    Returns:
+        (n, 3 + c), a new tensor.
+    """
+    if up_axis not in (0, 1, 2):
+        raise ValueError(f"up_axis must be 0, 1 or 2, got {up_axis}")
+    points = points.clone()
+    xyz = points[:, :3]
+    if rotate:
+        angle = torch.rand(()) * 2 * torch.pi
+        cos, sin = torch.cos(angle), torch.sin(angle)
+        a, b = [axis for axis in range(3) if axis != up_axis]
+        plane = xyz[:, [a, b]].clone()
+        xyz[:, a], xyz[:, b] = plane[:, 0] * cos - plane[:, 1] * sin, plane[:, 0] * sin + plane[:, 1] * cos
+    low, high = scale
+    xyz.mul_(torch.empty(3).uniform_(low, high)).add_(torch.empty(3).uniform_(-translate, translate))
+    if jitter:
+        xyz.add_((torch.randn_like(xyz) * jitter).clamp_(-jitter_clip, jitter_clip))
+    return points
+
+
 def point_cloud_augment(
         tokenizer: PointCloudTokenizer,
         *,
@@ -171,42 +217,14 @@ def point_cloud_augment(
         rotate: bool = False,
         up_axis: int = 1,
 ) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Training counterpart of :func:`point_cloud_transform`: the fitted cloud's xyz randomly rotated about
-    the up axis (optional), scaled and translated per axis, and jittered per point (optional); extra
-    features (normals, colours) are kept as read.
-
-    Defaults: Point-MAE's ModelNet40 fine-tuning (``PointcloudScaleAndTranslate``: scale U(2/3, 3/2) and
-    translation U(-0.2, 0.2) per axis). PointNet's ``provider.py`` gives the optional ones: rotation by
-    U(0, 2π) about y (ModelNet's up axis) and jitter N(0, 0.01²) clipped to ±0.05 (``jitter=0.01``).
-
-    Args:
-        scale: per-axis scale range.
-        translate: per-axis translation range ±``translate``.
-        jitter: standard deviation of per-point Gaussian noise (0: none).
-        jitter_clip: the noise is clipped to ±``jitter_clip``.
-        rotate: rotate about ``up_axis`` by a uniform angle.
-        up_axis: 0, 1 or 2 (x, y, z).
-    """
-    fit = point_cloud_transform(tokenizer)
-    low, high = scale
+    """Training counterpart of :func:`point_cloud_transform`: the fitted cloud perturbed by
+    :func:`perturb_points` (its options and defaults: Point-MAE's scale and translate)."""
     if up_axis not in (0, 1, 2):
         raise ValueError(f"up_axis must be 0, 1 or 2, got {up_axis}")
-
-    def apply(points: torch.Tensor) -> torch.Tensor:
-        points = fit(points).clone()
-        xyz = points[:, :3]
-        if rotate:
-            angle = torch.rand(()) * 2 * torch.pi
-            cos, sin = torch.cos(angle), torch.sin(angle)
-            a, b = [axis for axis in range(3) if axis != up_axis]
-            plane = xyz[:, [a, b]].clone()
-            xyz[:, a], xyz[:, b] = plane[:, 0] * cos - plane[:, 1] * sin, plane[:, 0] * sin + plane[:, 1] * cos
-        xyz.mul_(torch.empty(3).uniform_(low, high)).add_(torch.empty(3).uniform_(-translate, translate))
-        if jitter:
-            xyz.add_((torch.randn_like(xyz) * jitter).clamp_(-jitter_clip, jitter_clip))
-        return points
-
-    return apply
+    fit = point_cloud_transform(tokenizer)
+    options = dict(scale=scale, translate=translate, jitter=jitter, jitter_clip=jitter_clip, rotate=rotate,
+                   up_axis=up_axis)
+    return lambda points: perturb_points(fit(points), **options)
 
 
 register_modality("point_cloud", tokenizer=PointCloudTokenizer, reader=read_point_cloud,

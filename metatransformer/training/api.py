@@ -72,7 +72,8 @@ def make_dataset(config: TrainConfig, records: Sequence[Record], tokenizer: torc
         return WindowDataset(records)
     modality = records[0].modality if records else None
     if config.task == "segmentation":
-        return PointLabelDataset(records, tokenizer, labels, reader_options=config.reader_options.get(modality))
+        return PointLabelDataset(records, tokenizer, labels, reader_options=config.reader_options.get(modality),
+                                 augment=augment, augment_options=config.augment_options.get(modality))
     return ItemDataset(records, tokenizer, labels, augment=augment, reader_options=config.reader_options.get(modality),
                        augment_options=config.augment_options.get(modality))
 

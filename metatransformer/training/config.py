@@ -141,9 +141,6 @@ class TrainConfig:
         if self.task in samples and (self.linear_probe or self.label_column):
             raise ValueError(f"task {self.task} trains on {samples[self.task]} (encoded every step): it excludes "
                              "--linear-probe and --label-column")
-        if self.task == "segmentation" and self.augment:
-            raise ValueError("task segmentation has no training augmentation yet: the registered point augmentation "
-                             "resamples clouds without their per-point labels; drop --augment")
         if self.task != "forecast":
             given = [f"--{f.name.replace('_', '-')}" for f in dataclasses.fields(self)
                      if f.name in FORECAST_FIELDS and getattr(self, f.name) != field_default(f)]

@@ -19,6 +19,7 @@ from typing import Any, Sequence
 import torch
 from torch.utils.data import Dataset
 
+from ..data2seq.point import perturb_points
 from ..datasets.point_cloud import normalize_point_cloud, resample_point_cloud
 from ..registry import get_modality
 from .data import LabelEncoder
@@ -33,12 +34,16 @@ class PointLabelDataset(Dataset):
         tokenizer: the model's point-cloud tokenizer (its ``in_chans``, ``normalize`` and ``num_points``).
         labels: the label encoder; labels must be below its ``num_outputs``.
         reader_options: keyword arguments of the reader (``{"features": ["colors"]}`` for xyz + rgb).
+        augment: perturb each training cloud's xyz (:func:`~metatransformer.data2seq.point.perturb_points`,
+            which keeps the point order, so labels stay aligned).
+        augment_options: its keyword options (scale, translate, jitter, rotate, ...).
     """
 
     modality_collate = True  # make_loader collates items with the modality's collate
 
     def __init__(self, records: Sequence[Record], tokenizer: torch.nn.Module, labels: LabelEncoder, *,
-                 reader_options: dict[str, Any] | None = None) -> None:
+                 reader_options: dict[str, Any] | None = None, augment: bool = False,
+                 augment_options: dict[str, Any] | None = None) -> None:
         modalities = {r.modality for r in records}
         if len(modalities) > 1:
             raise ValueError(f"a PointLabelDataset holds one modality, got {sorted(modalities)}")
@@ -50,6 +55,7 @@ class PointLabelDataset(Dataset):
         self.in_chans, self.normalize, self.num_points = tokenizer.in_chans, tokenizer.normalize, tokenizer.num_points
         self.num_classes = labels.num_outputs
         self.reader_options = dict(reader_options or {})
+        self.augment_options = dict(augment_options or {}) if augment else None
 
     def __len__(self) -> int:
         return len(self.records)
@@ -70,6 +76,8 @@ class PointLabelDataset(Dataset):
             cloud = normalize_point_cloud(cloud)  # xyz only: the label column is untouched
         if len(cloud) > self.num_points:
             cloud = resample_point_cloud(cloud, self.num_points)
+        if self.augment_options is not None:  # xyz only: the label column is untouched
+            cloud = perturb_points(cloud, **self.augment_options)
         return cloud[:, :-1], cloud[:, -1].long()
 
 

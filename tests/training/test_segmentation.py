@@ -111,3 +111,30 @@ def test_bad_label_files_are_refused_naming_the_file(tmp_path):
         make_dataset(colours, records, tokenizer, fit_labels(colours, records))[2]
     with pytest.raises(ValueError, match="segmentation"):
         TrainConfig(task="segmentation", linear_probe=True)
+
+
+def test_augmentation_moves_the_points_and_keeps_their_labels(tmp_path):
+    """--augment on segmentation: each training cloud's xyz is scaled and translated per axis (Point-MAE bounds),
+    the points keep their order and labels; validation items are never perturbed."""
+    config = TrainConfig(data=[str(write_shapes(tmp_path, 4))], task="segmentation", classes=["sphere", "plane"],
+                         augment=True, augment_options={"points": {"translate": 0.1}}, tokenizer_options=POINT_OPTIONS)
+    model = create_model("nano", modalities=POINT_OPTIONS)
+    records = [r for r in prepare_records(config) if r.split == "train"]
+    labels = fit_labels(config, records)
+    plain = make_dataset(config, records, model.tokenizer("point_cloud"), labels)
+    augmented = make_dataset(config, records, model.tokenizer("point_cloud"), labels, augment=True)
+    for i in range(len(records)):
+        (xyz, target), (moved, moved_target) = plain[i], augmented[i]
+        assert torch.equal(target, moved_target) and not torch.equal(xyz, moved)
+        design = torch.stack([xyz[:, :3], torch.ones_like(xyz[:, :3])], dim=-1).double()  # n 3 2
+        for axis in range(3):  # the same scale and shift for every point of an axis
+            solution = torch.linalg.lstsq(design[:, axis], moved[:, axis, None].double()).solution.flatten()
+            scale, shift = solution.tolist()
+            assert 2 / 3 - 1e-6 <= scale <= 3 / 2 + 1e-6 and abs(shift) <= 0.1 + 1e-6
+            torch.testing.assert_close(xyz[:, axis].double() * scale + shift, moved[:, axis].double(), atol=1e-5,
+                                       rtol=0)
+    torch.manual_seed(0)
+    first = plain[0][0]
+    assert torch.equal(first, plain[0][0])  # no augmentation without augment=True
+    with pytest.raises(ValueError, match="no option"):
+        TrainConfig(task="segmentation", augment=True, augment_options={"point_cloud": {"scal": 2}})
