@@ -171,8 +171,9 @@ def perturb_points(
         rotate: bool = False,
         up_axis: int = 1,
 ) -> torch.Tensor:
-    """A random rigid-ish perturbation of a cloud's xyz (the first 3 columns of (n, 3 + c)); the other columns
-    (normals, colours, per-point labels) and the point order are kept, so per-point targets stay aligned.
+    """A random perturbation of a cloud's xyz (the first 3 columns of (n, 3 + c)); the other columns (colours,
+    per-point labels) and the point order are kept, so per-point targets stay aligned. Normals read as extra
+    columns are not rotated or rescaled with the points: keep ``rotate`` off and the scale range narrow for them.
 
     Defaults: Point-MAE's ModelNet40 fine-tuning (``PointcloudScaleAndTranslate``: scale U(2/3, 3/2) and
     translation U(-0.2, 0.2) per axis). PointNet's ``provider.py`` gives the optional ones: rotation by

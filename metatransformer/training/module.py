@@ -6,6 +6,7 @@ import math
 from typing import Any, Mapping, Sequence
 
 import lightning.pytorch as pl
+from lightning.pytorch.plugins.precision import MixedPrecision
 import torch
 import torchmetrics
 from torchmetrics import MetricCollection
@@ -162,7 +163,9 @@ class MetaTransformerModule(pl.LightningModule):
         # on the numbers) and keeps Lightning from warning that epoch-level values are not synchronised
         combined: dict[str, list[torch.Tensor]] = {}
         for modality in self.modalities:
-            if not self.val_loss[modality].update_called:
+            # decided by what every rank shares: a rank whose share of a small validation set is all padding
+            # updated nothing, yet must join the same metric reductions as the others (or they wait forever)
+            if modality not in self.val_modalities:
                 continue
             values = {"loss": self.val_loss[modality].compute(), **self.val_metrics[modality].compute()}
             for name, value in values.items():
@@ -177,7 +180,8 @@ class MetaTransformerModule(pl.LightningModule):
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self) -> Any:
         config = self.config
-        optimizer = make_optimizer(self.model, config)
+        clips = bool(self.trainer.gradient_clip_val) and isinstance(self.trainer.precision_plugin, MixedPrecision)
+        optimizer = make_optimizer(self.model, config, clips_mixed_precision=clips)
         if config.scheduler == "none":
             return optimizer
         total = max(1, int(self.trainer.estimated_stepping_batches))
@@ -197,24 +201,26 @@ class MetaTransformerModule(pl.LightningModule):
 _FUSED_ADAMW_DEVICES = ("cpu", "cuda", "xpu", "mps")
 
 
-def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.AdamW:
+def make_optimizer(model: torch.nn.Module, config: TrainConfig, *,
+                   clips_mixed_precision: bool | None = None) -> torch.optim.AdamW:
     """AdamW over the trainable parameters in :func:`~metatransformer.pathway.pathway_param_groups` (no decay on
     biases, norms and λ; λ's own learning rate), fused where the device has the kernel.
 
     Args:
         model: the model; only parameters that require gradients are optimised.
-        config: the recipe: ``lr``, ``weight_decay``, ``aux_weight_decay``, ``aux_lambda_lr``, and ``precision``
-            with ``grad_clip`` (fp16 gradient clipping needs the unfused step).
+        config: the recipe: ``lr``, ``weight_decay``, ``aux_weight_decay``, ``aux_lambda_lr``.
+        clips_mixed_precision: whether Lightning's mixed-precision plugin will clip the gradients, which it
+            refuses for a fused step (it must unscale them first); default: read from the recipe's
+            ``grad_clip`` and ``precision`` (the trainer passes what it actually runs with).
     """
     groups = pathway_param_groups(model, weight_decay=config.weight_decay,
                                   aux_weight_decay=config.aux_weight_decay, scale_lr=config.aux_lambda_lr)
     if not groups:
         raise ValueError("nothing to train: every parameter is frozen")
     fused = all(p.device.type in _FUSED_ADAMW_DEVICES and p.is_floating_point() for g in groups for p in g["params"])
-    # Lightning's mixed-precision plugin refuses to clip the gradients of an optimizer that unscales them in its
-    # own (fused) step
-    mixed = not str(config.precision).endswith(("-true", "32", "64"))
-    fused = fused and not (config.grad_clip and mixed)
+    if clips_mixed_precision is None:
+        clips_mixed_precision = bool(config.grad_clip) and not str(config.precision).endswith(("-true", "32", "64"))
+    fused = fused and not clips_mixed_precision
     return torch.optim.AdamW(groups, lr=config.lr, fused=fused)
 
 

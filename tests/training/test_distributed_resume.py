@@ -61,6 +61,23 @@ def test_two_process_ddp_matches_one_process(tmp_path):
             assert b["metrics"][name] == pytest.approx(a["metrics"][name], rel=1e-4, abs=1e-5), (launcher, strategy)
 
 
+@pytest.mark.slow
+def test_a_validation_set_smaller_than_the_process_count_does_not_hang(tmp_path):
+    """1 validation sample over 2 processes: rank 1's share is all padding; both ranks still reduce together."""
+    data = write_images(tmp_path / "img", classes=2, per_class=4)
+    files = sorted(p for p in data.rglob("*") if p.is_file())
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("path,label,split\n" + "\n".join(
+        f"{f},{f.parent.name},{'val' if i == 0 else 'train'}" for i, f in enumerate(files)) + "\n")
+    options = {**TINY, "batch_size": 2, "epochs": 1, "accelerator": "cpu", "devices": "2", "strategy": "ddp",
+               "run_dir": str(tmp_path / "run")}
+    proc = subprocess.run([sys.executable, "-m", "metatransformer", "train", "--data", str(manifest), *_flags(options)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=240, env={**os.environ, "PYTHONPATH": ROOT})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert info["splits"]["val"] == 1 and "val/acc" in info["metrics"]
+
+
 KILLER = textwrap.dedent("""
     import os, sys, json
     from lightning.pytorch.callbacks import Callback

@@ -58,6 +58,10 @@ def test_fp16_with_gradient_clipping_steps_unfused(tmp_path):
         result = train({**options, "precision": precision, "grad_clip": 1.0, "run_dir": str(tmp_path / precision)},
                        records=records)
         assert result.info["global_step"] == 2
+    # clipping asked of the Trainer directly: the optimizer follows the trainer, not the recipe
+    result = train({**options, "precision": "bf16-mixed", "run_dir": str(tmp_path / "trainer")}, records=records,
+                   trainer_options={"gradient_clip_val": 1.0})
+    assert result.info["global_step"] == 2
 
 
 def test_too_few_samples_for_one_whole_batch_are_refused(tmp_path):
