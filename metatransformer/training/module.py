@@ -64,7 +64,7 @@ class MetaTransformerModule(pl.LightningModule):
 
     Batches: a dict {modality: (batch, targets)} in training (every modality each step; the losses add),
     ``(batch, targets)`` of ``val_modalities[dataloader_idx]`` in validation (task reid: query and gallery records
-    with (identity, role, index) targets, see :mod:`.reid`). In linear-probe mode the batches
+    with (identity, role) targets, see :mod:`.reid`). In linear-probe mode the batches
     hold cached encoder features (see :mod:`metatransformer.training.features`) instead of raw batches.
 
     Args:
@@ -125,12 +125,12 @@ class MetaTransformerModule(pl.LightningModule):
     def validation_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
         modality = self.val_modalities[dataloader_idx]
         inputs, target = batch
+        real = ~self._padding(dataloader_idx, batch_idx, len(target))  # each record counted once over the ranks
         if self.task == "reid":  # held-out identities: no loss, their embeddings are ranked at the epoch's end
             embeddings = reid_embeddings(self.model, modality, self.features_of(modality, inputs))
-            self.val_metrics["retrieval"].update(embeddings, target)
+            self.val_metrics["retrieval"].update(embeddings[real], target[real])
             return
         outputs = self.outputs_of(modality, inputs)
-        real = ~self._padding(dataloader_idx, batch_idx, len(target))
         if not real.any():
             return
         outputs, target = outputs[real], target[real]

@@ -48,24 +48,21 @@ def retrieval_records(records: Sequence[Record]) -> list[Record]:
 
 
 class RetrievalDataset(ItemDataset):
-    """Query and gallery records of one modality → (item, (identity, role, index)) with targets (3,) int64:
-    the identity's index among the held-out ``identities``, the role (0 query, 1 gallery), and ``offset`` + the
-    record's position, unique over a run's retrieval sets (the repeats a distributed sampler adds are dropped
-    by it).
+    """Query and gallery records of one modality → (item, (identity, role)) with targets (2,) int64: the
+    identity's index among the held-out ``identities`` and the role (0 query, 1 gallery).
 
     Args:
         records: query and gallery records of one modality (split ``query`` or ``gallery``).
         tokenizer: the model's tokenizer for that modality (items are fitted to it, never augmented).
         identities: the label encoder of the held-out identities (of every retrieval set of the run).
-        offset: the index of the first record, so that indices are unique over the run's retrieval sets.
         reader_options: keyword arguments of the modality's reader.
     """
 
     def __init__(self, records: Sequence[Record], tokenizer: torch.nn.Module, identities: LabelEncoder, *,
-                 offset: int = 0, reader_options: dict[str, Any] | None = None) -> None:
+                 reader_options: dict[str, Any] | None = None) -> None:
         super().__init__(records, tokenizer, identities, reader_options=reader_options)
-        self.targets = [torch.tensor([int(identity), ROLES.index(r.split), offset + i])
-                        for i, (identity, r) in enumerate(zip(self.targets, self.records))]
+        self.targets = [torch.tensor([int(identity), ROLES.index(r.split)])
+                        for identity, r in zip(self.targets, self.records)]
 
 
 def retrieval_sets(config: TrainConfig, records: Sequence[Record], model: MetaTransformer
@@ -77,12 +74,9 @@ def retrieval_sets(config: TrainConfig, records: Sequence[Record], model: MetaTr
         raise ValueError(f"query/gallery records of modality {missing}, which no training record has")
     identities = LabelEncoder.fit("classification", [r.label for r in records])
     groups = group_by_modality(records)
-    sets, offset = {}, 0
-    for modality in [m for m in model.tokenizers if m in groups]:  # the model's order, by which the module names them
-        sets[modality] = RetrievalDataset(groups[modality], model.tokenizer(modality), identities, offset=offset,
-                                          reader_options=config.reader_options.get(modality))
-        offset += len(groups[modality])
-    return sets
+    return {modality: RetrievalDataset(groups[modality], model.tokenizer(modality), identities,
+                                       reader_options=config.reader_options.get(modality))
+            for modality in model.tokenizers if modality in groups}  # the model's order, by which the module names them
 
 
 def reid_embeddings(model: MetaTransformer, modality: str, features: TokenSequence) -> torch.Tensor:
@@ -115,8 +109,9 @@ def retrieval_scores(embeddings: torch.Tensor, identities: torch.Tensor, roles: 
 
 
 class RetrievalMetric(torchmetrics.Metric):
-    """Validation retrieval: collects embeddings and their (identity, role, index) targets over the epoch
-    (and the processes), ranks them at :meth:`compute` in both directions.
+    """Validation retrieval: collects embeddings and their (identity, role) targets over the epoch (and the
+    processes; the module leaves out the records a distributed sampler repeats), ranks them at :meth:`compute`
+    in both directions.
 
     ``compute`` returns each score (lower-case: rank1, ..., map, minp) averaged over the directions and, as
     ``<direction>/<score>``, per direction.
@@ -135,13 +130,8 @@ class RetrievalMetric(torchmetrics.Metric):
 
     def compute(self) -> dict[str, torch.Tensor]:
         embeddings, targets = dim_zero_cat(self.embeddings), dim_zero_cat(self.targets)
-        index = targets[:, 2]
-        order = index.argsort(stable=True)
-        first = torch.ones_like(order, dtype=torch.bool)
-        first[1:] = index[order][1:] != index[order][:-1]
-        keep = order[first]  # each record once
         values: dict[str, float] = {}
-        for direction, scores in retrieval_scores(embeddings[keep], targets[keep, 0], targets[keep, 1]).items():
+        for direction, scores in retrieval_scores(embeddings, targets[:, 0], targets[:, 1]).items():
             for name, value in scores.items():
                 if name not in ("queries", "gallery"):
                     values[f"{direction}/{name.lower()}"] = value
